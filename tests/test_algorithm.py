@@ -1,0 +1,43 @@
+"""Tests of wvi.algorithm.run: tracing, reproducibility, and the divergence report."""
+import jax
+import jax.numpy as jnp
+import pytest
+
+from wvi.algorithm import Algorithm, DivergenceError, run
+
+
+def counter(rate):
+    """x ← rate·x + noise: finite for |rate| < 1, overflows to inf for huge rates."""
+    def step(key, x):
+        x = rate * x + 0.01 * jax.random.normal(key, x.shape, x.dtype)
+        return x, {"norm": jnp.linalg.norm(x)}
+
+    return Algorithm(lambda x0: jnp.asarray(x0, jnp.float64), step)
+
+
+def test_trace_has_one_entry_per_step_and_is_reproducible():
+    algo = counter(0.5)
+    final, (states, info) = run(jax.random.key(0), algo, algo.init(jnp.ones(3)), 10)
+    assert states.shape == (10, 3) and info["norm"].shape == (10,)
+    assert jnp.array_equal(states[-1], final)
+    again, _ = run(jax.random.key(0), algo, algo.init(jnp.ones(3)), 10)
+    assert jnp.array_equal(final, again)
+
+
+def test_custom_trace_fn():
+    algo = counter(0.5)
+    _, norms = run(jax.random.key(0), algo, algo.init(jnp.ones(3)), 7, trace_fn=lambda s, i: i["norm"])
+    assert norms.shape == (7,)
+
+
+def test_divergence_names_step_and_quantity():
+    # |x| ~ 1e100^k: the state overflows float64 (max ~1.8e308) at step 4, but ‖x‖ (squares summed) already at
+    # step 2, and the report names that first casualty.
+    algo = counter(1e100)
+    with pytest.raises(DivergenceError, match=r"toy diverged at step 2 of 20: info\['norm'\] became NaN or infinite"):
+        run(jax.random.key(0), algo, algo.init(jnp.ones(2)), 20, name="toy")
+
+
+def test_bad_num_steps():
+    with pytest.raises(ValueError, match="num_steps must be a positive integer"):
+        run(jax.random.key(0), counter(0.5), jnp.ones(2), 0)

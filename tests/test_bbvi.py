@@ -1,0 +1,107 @@
+"""Tests of wvi.bbvi: the estimators' expectations, their variance at the optimum, the init/step API."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from wvi import bbvi
+from wvi import gaussian as G
+from wvi.algorithm import DivergenceError, run
+
+
+TARGET = G.Gaussian(jnp.array([0.5, -1.0]), jnp.array([[0.8, 0.4], [0.4, 0.8]]))
+Q = G.Gaussian(jnp.array([2.0, 1.0]), jnp.array([[1.1, 0.3], [-0.2, 0.6]]))
+
+
+def log_target(x):
+    return G.log_prob(TARGET, x)
+
+
+def flatten(grad):
+    return jnp.concatenate([g.ravel() for g in jax.tree_util.tree_leaves(grad)])
+
+
+@pytest.mark.parametrize("estimator", ["rep", "path"])
+def test_estimators_are_unbiased_for_the_closed_form_kl_gradient(estimator):
+    """The mean of many single-batch estimates matches ∇KL(q‖p) within 5 standard errors, coordinate-wise."""
+    exact = flatten(jax.grad(G.kl)(Q, TARGET))
+    repeats = 20_000
+    keys = jax.random.split(jax.random.key(0), repeats)
+    grads = jax.vmap(lambda k: flatten(bbvi.kl_grad(k, Q, log_target, 4, estimator)[1]))(keys)
+    se = grads.std(0, ddof=1) / np.sqrt(repeats)
+    assert np.all(np.abs(grads.mean(0) - exact) < 5 * se + 1e-12)
+
+
+def test_expected_path_gradient_of_scale():
+    """E[path gradient w.r.t. S] = -(E[∇log p(x) zᵀ] + S⁻ᵀ) = Σp⁻¹ S - S⁻ᵀ for a Gaussian target."""
+    expected = jnp.linalg.solve(G.covariance(TARGET), Q.scale) - jnp.linalg.inv(Q.scale).T
+    _, grad = bbvi.kl_grad(jax.random.key(1), Q, log_target, 400_000, "path")
+    np.testing.assert_allclose(grad.scale, expected, atol=0.02)
+
+
+def test_path_variance_vanishes_at_the_optimum_but_rep_does_not():
+    key = jax.random.key(2)
+    at_opt = G.Gaussian(TARGET.mean, jnp.linalg.cholesky(G.covariance(TARGET)) @ jnp.array([[0.0, -1.0], [1.0, 0.0]]))
+    path = float(bbvi.gradient_variance(key, at_opt, log_target, 5, "path", 200))
+    rep = float(bbvi.gradient_variance(key, at_opt, log_target, 5, "rep", 200))
+    assert path < 1e-20
+    assert rep > 0.1
+    assert float(bbvi.gradient_variance(key, Q, log_target, 5, "path", 200)) > 0.01
+
+
+def test_loss_value_is_the_kl_estimate_for_both_estimators():
+    noise = jax.random.normal(jax.random.key(3), (10, 2))
+    rep = bbvi.kl_loss(Q, noise, log_target, "rep")
+    path = bbvi.kl_loss(Q, noise, log_target, "path")
+    assert float(rep) == pytest.approx(float(path), rel=1e-12)
+
+
+def test_build_runs_and_converges_with_any_optax_optimiser():
+    for optimizer in (optax.sgd(0.01), optax.adam(0.02)):
+        algo = bbvi.build(log_target, optimizer, num_samples=5, estimator="path")
+        state, (trace_state, info) = run(jax.random.key(4), algo, algo.init(Q), 1500)
+        assert float(G.w2(state.q, TARGET)) < 0.05
+        assert info.loss.shape == (1500,)
+
+
+def test_same_seed_same_result():
+    algo = bbvi.build(log_target, optax.sgd(0.01), 5, "rep")
+    a, _ = run(jax.random.key(5), algo, algo.init(Q), 50)
+    b, _ = run(jax.random.key(5), algo, algo.init(Q), 50)
+    c, _ = run(jax.random.key(6), algo, algo.init(Q), 50)
+    np.testing.assert_array_equal(a.q.scale, b.q.scale)
+    assert not np.allclose(a.q.scale, c.q.scale)
+
+
+def test_diag_gaussian_family():
+    # Mean-field path gradients do not vanish at a correlated target's optimum, so the step size must decay.
+    algo = bbvi.build(log_target, optax.sgd(optax.exponential_decay(0.1, 1000, 0.1)), 50, "path")
+    q0 = G.DiagGaussian(jnp.zeros(2), jnp.ones(2))
+    state, _ = run(jax.random.key(7), algo, algo.init(q0), 2000)
+    assert isinstance(state.q, G.DiagGaussian)
+    # the mean-field optimum of KL(q‖p) for a Gaussian p: mean = mp, std_i = 1/sqrt((Σp⁻¹)_ii)
+    prec = jnp.linalg.inv(G.covariance(TARGET))
+    np.testing.assert_allclose(state.q.mean, TARGET.mean, atol=0.02)
+    np.testing.assert_allclose(state.q.std, 1 / jnp.sqrt(jnp.diag(prec)), atol=0.02)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match=r"unknown estimator 'score'; expected one of 'rep', 'path'"):
+        bbvi.build(log_target, optax.sgd(0.1), 5, "score")
+    with pytest.raises(ValueError, match=r"num_samples must be a positive integer"):
+        bbvi.build(log_target, optax.sgd(0.1), 0)
+    algo = bbvi.build(lambda x: jnp.nan * jnp.sum(x), optax.sgd(0.1), 5)
+    with pytest.raises(ValueError, match=r"log_density returned nan at the mean of q"):
+        algo.init(Q)
+    algo = bbvi.build(lambda x: x, optax.sgd(0.1), 5)
+    with pytest.raises(ValueError, match=r"log_density must return a scalar"):
+        algo.init(Q)
+    with pytest.raises(ValueError, match=r"q0\.scale is singular"):
+        bbvi.build(log_target, optax.sgd(0.1), 5).init(G.Gaussian(jnp.zeros(2), jnp.zeros((2, 2))))
+
+
+def test_divergence_reports_the_step():
+    algo = bbvi.build(log_target, optax.sgd(5.0), 5, "path")
+    with pytest.raises(DivergenceError, match=r"BBVI diverged at step \d+ of 200: .* became NaN or infinite"):
+        run(jax.random.key(8), algo, algo.init(Q), 200, name="BBVI")

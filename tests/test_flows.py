@@ -1,0 +1,108 @@
+"""Tests of wvi.flows: velocities, the Euler schemes, the solve_ivp solution, Langevin particles."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wvi import flows
+from wvi import gaussian as G
+from wvi.algorithm import DivergenceError, run
+
+
+TARGET = G.Gaussian(jnp.zeros(2), jnp.array([[0.8, 0.4], [0.4, 0.8]]))
+Q0 = G.Gaussian(jnp.array([4.0, 2.0]), 0.8 * jnp.eye(2))
+
+
+def log_target(x):
+    return G.log_prob(TARGET, x)
+
+
+def test_sample_velocity_is_unbiased_for_the_exact_velocity():
+    cov = G.covariance(Q0)
+    exact_m, exact_c = flows.bw_velocity_gaussian(Q0.mean, cov, TARGET)
+    n = 200_000
+    noise = jax.random.normal(jax.random.key(0), (n, 2))
+    est_m, est_c = flows.bw_velocity_samples(Q0.mean, Q0.scale, noise, jax.grad(log_target))
+    # Per sample, g = -Σp⁻¹(m + Sz) + S⁻ᵀz is affine in z, so the velocity estimates are means of terms with
+    # bounded moments: compare within 5 standard errors computed from the same draws.
+    z = np.asarray(noise)
+    g = (-np.linalg.inv(np.asarray(G.covariance(TARGET))) @ (np.asarray(Q0.mean)[:, None] + np.asarray(Q0.scale) @ z.T)).T
+    g = g + np.linalg.solve(np.asarray(Q0.scale).T, z.T).T
+    dx = z @ np.asarray(Q0.scale).T
+    per_sample_c = g[:, :, None] * dx[:, None, :] + dx[:, :, None] * g[:, None, :]
+    assert np.all(np.abs(est_m - exact_m) < 5 * g.std(0) / np.sqrt(n))
+    assert np.all(np.abs(est_c - exact_c) < 5 * per_sample_c.std(0) / np.sqrt(n))
+
+
+def test_fixed_point_is_the_target():
+    d_m, d_c = flows.bw_velocity_gaussian(TARGET.mean, G.covariance(TARGET), TARGET)
+    np.testing.assert_allclose(d_m, 0, atol=1e-14)
+    np.testing.assert_allclose(d_c, 0, atol=1e-14)
+
+
+def test_solve_ivp_matches_closed_form_mean():
+    """The mean obeys ṁ = -Σp⁻¹ m exactly: m(t) = expm(-Σp⁻¹ t) m0."""
+    from scipy.linalg import expm
+
+    times = np.array([0.0, 0.5, 2.0])
+    sol = flows.solve_bw_ode(Q0, TARGET, times)
+    prec = np.linalg.inv(np.asarray(G.covariance(TARGET)))
+    for t, m in zip(times, sol.mean):
+        np.testing.assert_allclose(m, expm(-prec * t) @ np.asarray(Q0.mean), rtol=1e-9)
+    np.testing.assert_allclose(sol.cov[0], G.covariance(Q0), atol=1e-14)
+    late = flows.solve_bw_ode(Q0, TARGET, [30.0])
+    assert float(G.w2(flows.to_gaussian(flows.BWState(late.mean[0], late.cov[0])), TARGET)) < 1e-6
+
+
+def test_euler_is_first_order():
+    times = [1.0]
+    exact = flows.solve_bw_ode(Q0, TARGET, times)
+    exact_q = flows.to_gaussian(flows.BWState(jnp.asarray(exact.mean[0]), jnp.asarray(exact.cov[0])))
+    errors = []
+    steps = [0.1, 0.05, 0.025, 0.0125]
+    for h in steps:
+        path = flows.bw_euler_gaussian(Q0, TARGET, h, round(1.0 / h))
+        errors.append(float(G.w2(flows.to_gaussian(flows.BWState(path.mean[-1], path.cov[-1])), exact_q)))
+    slope = np.polyfit(np.log(steps), np.log(errors), 1)[0]
+    assert 0.9 < slope < 1.1
+
+
+def test_bw_euler_algorithm_converges():
+    algo = flows.bw_euler(log_target, 0.01, 5)
+    state, _ = run(jax.random.key(1), algo, algo.init(Q0), 1001)
+    assert float(G.w2(flows.to_gaussian(state), TARGET)) < 0.05
+
+
+def test_langevin_stationary_moments():
+    """At stationarity ULA for a Gaussian target has mean mp and covariance Σp + O(η)."""
+    algo = flows.langevin(log_target, 0.01)
+    x0 = G.sample(jax.random.key(2), Q0, 4000)
+    state, _ = run(jax.random.key(3), algo, algo.init(x0), 1500, trace_fn=lambda s, i: i.mean_drift)
+    fit = G.from_samples(state.particles)
+    cov = np.asarray(G.covariance(TARGET))
+    n = state.particles.shape[0]
+    assert np.all(np.abs(np.asarray(fit.mean)) < 5 * np.sqrt(np.diag(cov) / n))
+    # O(η) bias of ULA (η Σp / 2 at leading order) plus 5 standard errors of the sample covariance
+    se_cov = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / n)
+    assert np.all(np.abs(np.asarray(G.covariance(fit)) - cov) < 0.01 * np.abs(cov).max() + 5 * se_cov)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="step_size must be positive"):
+        flows.bw_euler(log_target, 0.0, 5)
+    with pytest.raises(ValueError, match="num_samples must be a positive integer"):
+        flows.bw_euler(log_target, 0.1, 2.5)
+    with pytest.raises(ValueError, match=r"particles must be an array of shape \(num_particles, d\)"):
+        flows.langevin(log_target, 0.1).init(jnp.zeros(3))
+    with pytest.raises(ValueError, match="particles has 1 non-finite"):
+        flows.langevin(log_target, 0.1).init(jnp.array([[0.0, jnp.nan]]))
+    with pytest.raises(ValueError, match="times must be non-negative and strictly increasing"):
+        flows.solve_bw_ode(Q0, TARGET, [1.0, 0.5])
+    with pytest.raises(ValueError, match="q0 and target must have the same dimension"):
+        flows.solve_bw_ode(G.Gaussian(jnp.zeros(3), jnp.eye(3)), TARGET, [1.0])
+
+
+def test_euler_divergence_is_reported():
+    algo = flows.bw_euler(log_target, 2.0, 5)
+    with pytest.raises(DivergenceError, match=r"Euler-ODE diverged at step \d+ of 100"):
+        run(jax.random.key(4), algo, algo.init(Q0), 100, name="Euler-ODE")

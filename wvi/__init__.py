@@ -1,0 +1,16 @@
+"""wvi: variational inference as Wasserstein gradient flow, in JAX.
+
+The library behind the `wvi` book. One module per concept:
+
+  gaussian   full-covariance and diagonal Gaussians: sampling, densities, entropy, KL, W2, W2 geodesics
+  bbvi       rep and path-derivative gradient estimators of KL(q‖p); BBVI over any optax optimiser
+  flows      the Bures–Wasserstein flow (velocities, Euler, solve_ivp) and Langevin particles
+  algorithm  the init/step shape shared by every method, and `run`, its scan driver
+  plot       the book's plotting style and figure pieces
+"""
+from wvi import algorithm, bbvi, flows, gaussian, plot
+from wvi.gaussian import DiagGaussian, Gaussian
+
+__version__ = "0.1.0"
+
+__all__ = ["algorithm", "bbvi", "flows", "gaussian", "plot", "Gaussian", "DiagGaussian", "__version__"]

@@ -1,0 +1,81 @@
+"""The shape every iterative method in `wvi` takes, and the driver that runs it.
+
+An algorithm is a pair of pure functions, as in optax and blackjax:
+
+    state = algorithm.init(...)
+    state, info = algorithm.step(key, state)
+
+`run` iterates `step` under `jax.lax.scan` (one compiled program), records a trace, and turns a run that
+diverged into an error that says at which step and which quantity stopped being finite.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class Algorithm(NamedTuple):
+    """`init(...) -> state` and `step(key, state) -> (state, info)`."""
+
+    init: Callable[..., Any]
+    step: Callable[[jax.Array, Any], tuple]
+
+
+class DivergenceError(FloatingPointError):
+    """Raised by `run` when the state or the step info becomes NaN or infinite."""
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def _first_bad_field(state, info) -> str:
+    for prefix, tree in (("state", state), ("info", info)):
+        paths = jax.tree_util.tree_flatten_with_path(tree)[0]
+        for path, leaf in paths:
+            if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) and not bool(jnp.all(jnp.isfinite(leaf))):
+                return prefix + jax.tree_util.keystr(path)
+    return "state"
+
+
+def run(key, algorithm: Algorithm, state, num_steps: int, trace_fn: Optional[Callable] = None, name: str = "the run"):
+    """Run `num_steps` steps of `algorithm` from `state` with keys split from `key`.
+
+    Returns `(final_state, trace)`, where `trace` stacks `trace_fn(state, info)` after every step along a leading
+    axis of length `num_steps` (default: the pair `(state, info)`). Raises `DivergenceError` naming the first step
+    (1-based) at which the state or the info held a NaN or an infinity.
+    """
+    if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive integer; got {num_steps!r}")
+    trace_fn = trace_fn or (lambda s, i: (s, i))
+
+    @jax.jit
+    def scan(key, state):
+        def body(carry, k):
+            state, first_bad, n, before_bad = carry
+            new_state, info = algorithm.step(k, state)
+            n = n + 1
+            newly_bad = (first_bad == 0) & ~(_all_finite(new_state) & _all_finite(info))
+            first_bad = jnp.where(newly_bad, n, first_bad)
+            before_bad = jax.tree_util.tree_map(lambda a, b: jnp.where(newly_bad, a, b), state, before_bad)
+            return (new_state, first_bad, n, before_bad), trace_fn(new_state, info)
+
+        keys = jax.random.split(key, num_steps)
+        (final, first_bad, _, before_bad), trace = jax.lax.scan(body, (state, jnp.array(0), jnp.array(0), state), keys)
+        return final, first_bad, before_bad, keys, trace
+
+    final, first_bad, before_bad, keys, trace = scan(key, state)
+    first_bad = int(first_bad)
+    if first_bad:
+        # Redo the one step that broke (jitted, as in the run) to name the quantity that became non-finite.
+        bad_state, bad_info = jax.jit(algorithm.step)(keys[first_bad - 1], before_bad)
+        raise DivergenceError(
+            f"{name} diverged at step {first_bad} of {num_steps}: {_first_bad_field(bad_state, bad_info)} became "
+            f"NaN or infinite. Usual causes: a step size too large for the target's curvature, or a log density "
+            f"that is not finite where the approximation puts mass."
+        )
+    return final, trace

@@ -1,0 +1,97 @@
+"""One plotting style for the whole book, and the figure pieces the chapters share.
+
+`set_style()` is called by every chapter's setup cell. Methods keep one colour everywhere (`color(name)`), so
+"BBVI-path" is the same blue in Part I and Part III.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from matplotlib.patches import Ellipse
+
+METHOD_COLORS = {
+    "BBVI-rep": 1,
+    "BBVI-path": 0,
+    "Euler-ODE": 2,
+    "exact ODE": 7,
+    "Langevin": 4,
+    "target": 7,
+}
+
+
+def set_style() -> None:
+    """The book's look: seaborn's whitegrid theme, colour-blind palette, compact figures."""
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    plt.rcParams.update(
+        {
+            "figure.figsize": (6.4, 4.0),
+            "figure.dpi": 90,
+            "savefig.dpi": 90,
+            "axes.titlesize": "medium",
+            "legend.fontsize": "small",
+            "legend.frameon": True,
+        }
+    )
+
+
+def color(name: str):
+    """The colour of a named method (any other name gets a stable colour from the palette)."""
+    palette = sns.color_palette("colorblind", 10)
+    index = METHOD_COLORS.get(name, sum(map(ord, name)) % 10)
+    return palette[index]
+
+
+def density(ax, log_density: Callable, xlim: Sequence[float], ylim: Sequence[float], num: int = 200, cmap: str = "Greys", levels: int = 12):
+    """Filled contours of exp(log_density) on a num×num grid (the density need not be normalised)."""
+    xs, ys = np.linspace(*xlim, num), np.linspace(*ylim, num)
+    xx, yy = np.meshgrid(xs, ys)
+    points = np.stack([xx.ravel(), yy.ravel()], axis=-1)
+    logp = np.asarray(log_density(points)).reshape(xx.shape)
+    ax.contourf(xx, yy, np.exp(logp - logp.max()), levels=levels, cmap=cmap, alpha=0.6)
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    return ax
+
+
+def ellipse(ax, mean, cov, num_std: float = 2.0, **kwargs):
+    """The num_std-standard-deviation ellipse {x : (x - m)ᵀΣ⁻¹(x - m) = num_std²} of a 2D Gaussian."""
+    cov = np.asarray(cov, dtype=np.float64)
+    w, v = np.linalg.eigh(cov)
+    angle = np.degrees(np.arctan2(v[1, 1], v[0, 1]))
+    kwargs.setdefault("fill", False)
+    kwargs.setdefault("lw", 1.5)
+    patch = Ellipse(np.asarray(mean), 2 * num_std * np.sqrt(w[1]), 2 * num_std * np.sqrt(w[0]), angle=angle, **kwargs)
+    ax.add_patch(patch)
+    return patch
+
+
+def trajectory(ax, means, label: str, **kwargs):
+    """The path of a 2D mean, start marked with a circle and end with a cross."""
+    means = np.asarray(means)
+    kwargs.setdefault("color", color(label))
+    (line,) = ax.plot(means[:, 0], means[:, 1], label=label, lw=1.5, **kwargs)
+    ax.plot(*means[0], "o", color=line.get_color(), ms=4)
+    ax.plot(*means[-1], "x", color=line.get_color(), ms=6)
+    return line
+
+
+def curve(ax, x, y, label: str, logy: bool = True, **kwargs):
+    """A convergence curve (log scale on y by default), coloured by method name."""
+    kwargs.setdefault("color", color(label))
+    (line,) = ax.plot(np.asarray(x), np.asarray(y), label=label, **kwargs)
+    if logy:
+        ax.set_yscale("log")
+    return line
+
+
+def loglog(ax, x, y, label: str, slope: float | None = None, **kwargs):
+    """Points on log–log axes joined by a line, the fitted slope in the legend when given."""
+    kwargs.setdefault("marker", "o")
+    text = label if slope is None else f"{label} (slope {slope:.2f})"
+    (line,) = ax.loglog(np.asarray(x), np.asarray(y), label=text, **kwargs)
+    return line
