@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from wvi.algorithm import Algorithm, DivergenceError, run
+from wvi.algorithm import Algorithm, DivergenceError, prepend, replicate, run
 
 
 def counter(rate):
@@ -41,3 +41,30 @@ def test_divergence_names_step_and_quantity():
 def test_bad_num_steps():
     with pytest.raises(ValueError, match="num_steps must be a positive integer"):
         run(jax.random.key(0), counter(0.5), jnp.ones(2), 0)
+
+
+def test_replicate_gives_independent_copies_from_one_start():
+    algo = replicate(counter(0.5), 4)
+    state = algo.init(jnp.ones(3))
+    assert state.shape == (4, 3)
+    final, _ = run(jax.random.key(1), algo, state, 5)
+    assert final.shape == (4, 3)
+    assert len({tuple(row) for row in final.tolist()}) == 4  # different noise per replica
+    with pytest.raises(ValueError, match="num_replicas must be a positive integer"):
+        replicate(counter(0.5), 0)
+
+
+def test_prepend():
+    stacked = {"a": jnp.arange(6.0).reshape(3, 2)}
+    out = prepend({"a": jnp.array([9.0, 9.0])}, stacked)
+    assert out["a"].shape == (4, 2) and out["a"][0, 0] == 9.0
+
+
+def test_compiled_scan_is_reused():
+    algo = counter(0.5)
+    run(jax.random.key(0), algo, algo.init(jnp.ones(2)), 3)
+    from wvi.algorithm import _scan
+
+    before = _scan._cache_size()
+    run(jax.random.key(1), algo, algo.init(jnp.ones(2)), 3)
+    assert _scan._cache_size() == before

@@ -188,3 +188,17 @@ def test_bad_arguments_of_binary_functions():
         G.from_covariance(jnp.zeros(2), jnp.array([[1.0, 2.0], [2.0, 1.0]]))
     with pytest.raises(ValueError, match=r"must be a wvi.gaussian.Gaussian or DiagGaussian"):
         G.w2((jnp.zeros(2), jnp.eye(2)), p)
+
+
+def test_expect_is_exact_for_polynomials():
+    rng = np.random.default_rng(9)
+    q = random_gaussian(rng, 3)
+    cov = np.asarray(G.covariance(q))
+    m = np.asarray(q.mean)
+    first, second = G.expect(q, lambda x: (x, jnp.outer(x, x)), num_points=4)
+    np.testing.assert_allclose(first, m, atol=1e-12)
+    np.testing.assert_allclose(second, cov + np.outer(m, m), atol=1e-11)
+    # fourth moment of a 1-D Gaussian: m⁴ + 6m²σ² + 3σ⁴
+    one = G.DiagGaussian(jnp.array([0.7]), jnp.array([1.3]))
+    fourth = G.expect(one, lambda x: x[0] ** 4, num_points=3)
+    assert float(fourth) == pytest.approx(0.7**4 + 6 * 0.49 * 1.69 + 3 * 1.69**2, rel=1e-12)

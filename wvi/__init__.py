@@ -7,10 +7,11 @@ The library behind the `wvi` book. One module per concept:
   flows      the Bures–Wasserstein flow (velocities, Euler, solve_ivp) and Langevin particles
   algorithm  the init/step shape shared by every method, and `run`, its scan driver
   plot       the book's plotting style and figure pieces
+  report     claims checked by the chapters, collected for the reproduction report
 """
-from wvi import algorithm, bbvi, flows, gaussian, plot
+from wvi import algorithm, bbvi, flows, gaussian, plot, report
 from wvi.gaussian import DiagGaussian, Gaussian
 
 __version__ = "0.1.0"
 
-__all__ = ["algorithm", "bbvi", "flows", "gaussian", "plot", "Gaussian", "DiagGaussian", "__version__"]
+__all__ = ["algorithm", "bbvi", "flows", "gaussian", "plot", "report", "Gaussian", "DiagGaussian", "__version__"]

@@ -6,10 +6,12 @@ An algorithm is a pair of pure functions, as in optax and blackjax:
     state, info = algorithm.step(key, state)
 
 `run` iterates `step` under `jax.lax.scan` (one compiled program), records a trace, and turns a run that
-diverged into an error that says at which step and which quantity stopped being finite.
+diverged into an error that says at which step and which quantity stopped being finite. `replicate` runs
+independent copies side by side with `vmap`; `prepend` puts the starting point in front of a trace.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -42,33 +44,42 @@ def _first_bad_field(state, info) -> str:
     return "state"
 
 
+@partial(jax.jit, static_argnames=("step", "num_steps", "trace_fn"))
+def _scan(key, state, step, num_steps, trace_fn):
+    """Iterate `step`, tracing every state, and remember the first step (1-based) that produced a non-finite value
+    together with the state it started from. Compiled once per (step, num_steps, trace_fn)."""
+
+    def body(carry, k):
+        state, first_bad, n, before_bad = carry
+        new_state, info = step(k, state)
+        n = n + 1
+        newly_bad = (first_bad == 0) & ~(_all_finite(new_state) & _all_finite(info))
+        first_bad = jnp.where(newly_bad, n, first_bad)
+        before_bad = jax.tree_util.tree_map(lambda a, b: jnp.where(newly_bad, a, b), state, before_bad)
+        return (new_state, first_bad, n, before_bad), trace_fn(new_state, info)
+
+    keys = jax.random.split(key, num_steps)
+    (final, first_bad, _, before_bad), trace = jax.lax.scan(body, (state, jnp.array(0), jnp.array(0), state), keys)
+    return final, first_bad, before_bad, keys, trace
+
+
+def _state_and_info(state, info):
+    return state, info
+
+
 def run(key, algorithm: Algorithm, state, num_steps: int, trace_fn: Optional[Callable] = None, name: str = "the run"):
     """Run `num_steps` steps of `algorithm` from `state` with keys split from `key`.
 
     Returns `(final_state, trace)`, where `trace` stacks `trace_fn(state, info)` after every step along a leading
     axis of length `num_steps` (default: the pair `(state, info)`). Raises `DivergenceError` naming the first step
     (1-based) at which the state or the info held a NaN or an infinity.
+
+    The compiled program is cached per (algorithm.step, num_steps, trace_fn): calling `run` again with the same
+    objects reuses it, while a new `lambda` as `trace_fn` on every call compiles anew.
     """
     if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive integer; got {num_steps!r}")
-    trace_fn = trace_fn or (lambda s, i: (s, i))
-
-    @jax.jit
-    def scan(key, state):
-        def body(carry, k):
-            state, first_bad, n, before_bad = carry
-            new_state, info = algorithm.step(k, state)
-            n = n + 1
-            newly_bad = (first_bad == 0) & ~(_all_finite(new_state) & _all_finite(info))
-            first_bad = jnp.where(newly_bad, n, first_bad)
-            before_bad = jax.tree_util.tree_map(lambda a, b: jnp.where(newly_bad, a, b), state, before_bad)
-            return (new_state, first_bad, n, before_bad), trace_fn(new_state, info)
-
-        keys = jax.random.split(key, num_steps)
-        (final, first_bad, _, before_bad), trace = jax.lax.scan(body, (state, jnp.array(0), jnp.array(0), state), keys)
-        return final, first_bad, before_bad, keys, trace
-
-    final, first_bad, before_bad, keys, trace = scan(key, state)
+    final, first_bad, before_bad, keys, trace = _scan(key, state, algorithm.step, int(num_steps), trace_fn or _state_and_info)
     first_bad = int(first_bad)
     if first_bad:
         # Redo the one step that broke (jitted, as in the run) to name the quantity that became non-finite.
@@ -79,3 +90,27 @@ def run(key, algorithm: Algorithm, state, num_steps: int, trace_fn: Optional[Cal
             f"that is not finite where the approximation puts mass."
         )
     return final, trace
+
+
+def prepend(first, stacked):
+    """Put a single state (or any pytree) in front of a trace stacked along axis 0: iterations 0..n."""
+    return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([jnp.asarray(a)[None], b]), first, stacked)
+
+
+def replicate(algorithm: Algorithm, num_replicas: int) -> Algorithm:
+    """`num_replicas` independent copies of `algorithm`, started from one state and stepped together with vmap.
+
+    `init` takes the same arguments as `algorithm.init` (validated once) and broadcasts the state; each `step`
+    splits its key into one key per replica. Used to measure Monte Carlo spread across seeds in one program.
+    """
+    if not isinstance(num_replicas, (int, np.integer)) or num_replicas < 1:
+        raise ValueError(f"num_replicas must be a positive integer; got {num_replicas!r}")
+
+    def init(*args, **kwargs):
+        state = algorithm.init(*args, **kwargs)
+        return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (num_replicas,) + jnp.shape(x)), state)
+
+    def step(key, state):
+        return jax.vmap(algorithm.step)(jax.random.split(key, num_replicas), state)
+
+    return Algorithm(init, step)

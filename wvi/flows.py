@@ -23,7 +23,7 @@ from scipy.integrate import solve_ivp
 
 from wvi import gaussian as G
 from wvi._checks import check_finite, check_ndim
-from wvi.algorithm import Algorithm
+from wvi.algorithm import Algorithm, prepend
 
 
 class BWState(NamedTuple):
@@ -117,7 +117,7 @@ def bw_euler_gaussian(q0: G.AnyGaussian, target: G.AnyGaussian, step_size: float
 
     start = bw_state(q0)
     _, path = jax.lax.scan(body, start, None, length=num_steps)
-    return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), start, path)
+    return prepend(start, path)
 
 
 def solve_bw_ode(q0: G.AnyGaussian, target: G.AnyGaussian, times, rtol: float = 1e-11, atol: float = 1e-12) -> BWState:

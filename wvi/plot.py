@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib.patches import Ellipse
+from matplotlib.ticker import NullFormatter
 
 METHOD_COLORS = {
     "BBVI-rep": 1,
@@ -74,7 +75,8 @@ def trajectory(ax, means, label: str, **kwargs):
     """The path of a 2D mean, start marked with a circle and end with a cross."""
     means = np.asarray(means)
     kwargs.setdefault("color", color(label))
-    (line,) = ax.plot(means[:, 0], means[:, 1], label=label, lw=1.5, **kwargs)
+    kwargs.setdefault("lw", 1.5)
+    (line,) = ax.plot(means[:, 0], means[:, 1], label=label, **kwargs)
     ax.plot(*means[0], "o", color=line.get_color(), ms=4)
     ax.plot(*means[-1], "x", color=line.get_color(), ms=6)
     return line
@@ -94,4 +96,6 @@ def loglog(ax, x, y, label: str, slope: float | None = None, **kwargs):
     kwargs.setdefault("marker", "o")
     text = label if slope is None else f"{label} (slope {slope:.2f})"
     (line,) = ax.loglog(np.asarray(x), np.asarray(y), label=text, **kwargs)
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels crowd short log axes
+    ax.yaxis.set_minor_formatter(NullFormatter())
     return line

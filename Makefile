@@ -1,0 +1,44 @@
+# The book's two commands (see README): `make book` builds the HTML, `make test` runs every test.
+# Both create or refresh the virtual environment .venv from requirements.txt first (Python >= 3.11 needed).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: book test unit notebooks build-check chapters env clean
+
+env: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed; set PYTHON=python3.11")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+# HTML in _build/html, from the chapters' committed outputs; any Sphinx warning fails the build.
+book: $(STAMP)
+	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
+
+# Unit tests, then every chapter re-executed under nbval against its committed outputs, then the book build.
+test: unit notebooks build-check
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+notebooks: $(STAMP)
+	$(BIN)/python -m pytest --nbval --current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+		--nbval-cell-timeout 1200 book
+
+build-check: $(STAMP)
+	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going --path-output _build/check >/dev/null \
+		&& echo "book build: ok (no Sphinx warnings)"
+
+# Re-execute every chapter in place after changing code or a chapter (commits then carry fresh outputs).
+chapters: $(STAMP)
+	$(BIN)/python tools/chapters.py sync
+	$(BIN)/python tools/chapters.py run
+
+clean:
+	rm -rf _build

@@ -1,0 +1,49 @@
+"""The book's own contracts: every chapter starts with the canonical setup cell, was run top to bottom with its
+outputs committed, and every claims file belongs to a chapter of the table of contents."""
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import chapters  # noqa: E402
+
+CHAPTERS = chapters.chapters()
+
+
+def test_toc_lists_existing_chapters():
+    assert CHAPTERS, "no chapters found from _toc.yml"
+    listed = {p.relative_to(ROOT).with_suffix("") for p in CHAPTERS}
+    on_disk = {p.relative_to(ROOT).with_suffix("") for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts}
+    assert on_disk == listed, f"notebooks not in _toc.yml: {sorted(map(str, on_disk - listed))}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_chapter_starts_with_the_setup_cell_and_was_run_in_order(path):
+    nb = nbformat.read(path, as_version=4)
+    setup = chapters.first_code_cell(nb)
+    assert setup.source == chapters.setup_cell_source(), "setup cell drifted: run `python tools/chapters.py sync`"
+    assert 'SCALE = "small"' in setup.source
+    code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+    counts = [c.execution_count for c in code]
+    assert counts == list(range(1, len(code) + 1)), "re-run the chapter top to bottom (make chapters)"
+    for cell in code:
+        assert not [o for o in cell.outputs if o.output_type == "error"], "committed with an error output"
+
+
+def test_claims_files_belong_to_chapters():
+    stems = {str(p.relative_to(ROOT / "book").with_suffix("")) for p in CHAPTERS}
+    for path in (ROOT / "book" / "claims").glob("*.json"):
+        record = json.loads(path.read_text())
+        assert record["chapter"] in stems, f"{path.name} names {record['chapter']}, which is not a chapter"
+        assert record["claims"], f"{path.name} records no claims"
+
+
+def test_repository_url_is_written_once():
+    url = chapters.repo_url()
+    assert url.startswith("https://")
+    for path in CHAPTERS:
+        assert url in chapters.first_code_cell(nbformat.read(path, as_version=4)).source

@@ -1,0 +1,34 @@
+"""Tests of wvi.plot: the style applies, ellipses have the right geometry, helpers label what they draw."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from wvi import plot  # noqa: E402
+
+
+def test_style_and_colours_are_stable():
+    plot.set_style()
+    assert plt.rcParams["axes.grid"]
+    assert plot.color("BBVI-path") == plot.color("BBVI-path")
+    assert plot.color("BBVI-path") != plot.color("BBVI-rep")
+
+
+def test_ellipse_axes_are_two_standard_deviations():
+    fig, ax = plt.subplots()
+    cov = np.array([[4.0, 0.0], [0.0, 1.0]])
+    patch = plot.ellipse(ax, [1.0, 2.0], cov, num_std=2.0)
+    assert np.isclose(patch.width, 8.0) and np.isclose(patch.height, 4.0)  # 2·2·σ along each principal axis
+    assert np.isclose(patch.angle % 180, 0.0)
+    plt.close(fig)
+
+
+def test_density_trajectory_and_curves_draw_labelled_artists():
+    fig, ax = plt.subplots()
+    plot.density(ax, lambda x: -0.5 * np.sum(x**2, axis=-1), (-2, 2), (-2, 2), num=20)
+    line = plot.trajectory(ax, np.array([[0.0, 0.0], [1.0, 1.0]]), "BBVI-path")
+    assert line.get_label() == "BBVI-path" and ax.get_xlabel() == "$x_1$"
+    line = plot.loglog(ax, [1, 2, 4], [1, 0.5, 0.25], "err", slope=-1.0)
+    assert line.get_label() == "err (slope -1.00)"
+    plt.close(fig)

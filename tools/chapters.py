@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Maintain the book's chapters.
+
+    python tools/chapters.py sync            rewrite every chapter's setup cell from the template below
+    python tools/chapters.py run [NB ...]    execute chapters top to bottom in place (all when none is named)
+    python tools/chapters.py list            the chapters, in _toc.yml order
+
+The repository URL lives in one place, `_config.yml` (repository.url): the setup cell's Colab install line and the
+book's launch buttons are both made from it, and tests/test_book.py fails when a chapter's setup cell drifts.
+"""
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SETUP_TEMPLATE = '''\
+# Setup, the same in every chapter: on Colab, install wvi from the book's repository; set the plotting style.
+import sys
+
+if "google.colab" in sys.modules:
+    %pip install --quiet "wvi @ git+{repo_url}"
+
+import wvi
+
+wvi.plot.set_style()
+SCALE = "small"  # "small": minutes on 2 CPU cores, what the book shows; "full": the papers' settings, on a GPU'''
+
+
+def repo_url() -> str:
+    return yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+
+
+def setup_cell_source() -> str:
+    return SETUP_TEMPLATE.format(repo_url=repo_url())
+
+
+def chapters() -> list[Path]:
+    """Every .ipynb listed in _toc.yml, in reading order."""
+    entries = re.findall(r"(?:file|root):\s*([^\s#]+)", (ROOT / "_toc.yml").read_text())
+    paths = [ROOT / (str(Path(e).with_suffix("")) + ".ipynb") for e in entries]
+    return [p for p in paths if p.exists()]
+
+
+def first_code_cell(nb):
+    return next(c for c in nb.cells if c.cell_type == "code")
+
+
+def sync() -> None:
+    for path in chapters():
+        nb = nbformat.read(path, as_version=4)
+        cell = first_code_cell(nb)
+        if cell.source != setup_cell_source():
+            cell.source = setup_cell_source()
+            nbformat.write(nb, path)
+            print(f"updated {path.relative_to(ROOT)}")
+
+
+def run(paths: list[Path]) -> None:
+    from nbclient import NotebookClient
+
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+        start = time.time()
+        NotebookClient(nb, timeout=1800, kernel_name="python3", record_timing=False,
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        nbformat.write(nb, path)
+        print(f"ran {path.relative_to(ROOT)} in {time.time() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    command = sys.argv[1] if len(sys.argv) > 1 else "list"
+    if command == "sync":
+        sync()
+    elif command == "run":
+        run([Path(p).resolve() for p in sys.argv[2:]] or chapters())
+    elif command == "list":
+        print("\n".join(str(p.relative_to(ROOT)) for p in chapters()))
+    else:
+        sys.exit(__doc__)
