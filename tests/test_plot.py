@@ -32,3 +32,13 @@ def test_density_trajectory_and_curves_draw_labelled_artists():
     line = plot.loglog(ax, [1, 2, 4], [1, 0.5, 0.25], "err", slope=-1.0)
     assert line.get_label() == "err (slope -1.00)"
     plt.close(fig)
+
+
+def test_short_log_axes_get_several_labels():
+    fig, ax = plt.subplots()
+    plot.loglog(ax, [1e-3, 2e-3, 4e-3], [0.02, 0.01, 0.005], "err")
+    fig.canvas.draw()
+    low, high = ax.get_ylim()
+    labels = [t.get_text() for t in ax.yaxis.get_ticklabels() if low <= t.get_position()[1] <= high]
+    assert len([text for text in labels if text]) >= 3, labels  # 1-2-5 ticks, not a single power of ten
+    plt.close(fig)

@@ -4,6 +4,8 @@
     python tools/chapters.py sync            rewrite every chapter's setup cell from the template below
     python tools/chapters.py run [NB ...]    execute chapters top to bottom in place (all when none is named)
     python tools/chapters.py list            the chapters, in _toc.yml order
+    python tools/chapters.py script NB SCALE print the chapter as a plain Python script at SCALE ("small" or
+                                             "full"), for machines without Jupyter (a GPU batch job, say)
 
 The repository URL lives in one place, `_config.yml` (repository.url): the setup cell's Colab install line and the
 book's launch buttons are both made from it, and tests/test_book.py fails when a chapter's setup cell drifts.
@@ -75,12 +77,29 @@ def run(paths: list[Path]) -> None:
         print(f"ran {path.relative_to(ROOT)} in {time.time() - start:.0f} s")
 
 
+def script(path: Path, scale: str) -> str:
+    """The chapter's code cells as one script: IPython magics dropped, SCALE set, figures saved instead of shown."""
+    if scale not in ("small", "full"):
+        raise ValueError(f"scale must be 'small' or 'full', got {scale!r}")
+    nb = nbformat.read(path, as_version=4)
+    cells = [c.source for c in nb.cells if c.cell_type == "code"]
+    cells[0] = cells[0].replace('SCALE = "small"', f"SCALE = {scale!r}")
+    lines = ["import matplotlib", "matplotlib.use('Agg')"]
+    for source in cells:
+        for line in source.splitlines():
+            code = line.lstrip()
+            lines.append(line[: len(line) - len(code)] + "pass  # " + code if code.startswith(("%", "!")) else line)
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
     command = sys.argv[1] if len(sys.argv) > 1 else "list"
     if command == "sync":
         sync()
     elif command == "run":
         run([Path(p).resolve() for p in sys.argv[2:]] or chapters())
+    elif command == "script" and len(sys.argv) == 4:
+        print(script(Path(sys.argv[2]).resolve(), sys.argv[3]), end="")
     elif command == "list":
         print("\n".join(str(p.relative_to(ROOT)) for p in chapters()))
     else:

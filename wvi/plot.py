@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib.patches import Ellipse
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 METHOD_COLORS = {
     "BBVI-rep": 1,
@@ -96,6 +96,15 @@ def loglog(ax, x, y, label: str, slope: float | None = None, **kwargs):
     kwargs.setdefault("marker", "o")
     text = label if slope is None else f"{label} (slope {slope:.2f})"
     (line,) = ax.loglog(np.asarray(x), np.asarray(y), label=text, **kwargs)
-    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels crowd short log axes
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    label_log_axis(ax.xaxis, *ax.get_xlim())
+    label_log_axis(ax.yaxis, *ax.get_ylim())
     return line
+
+
+def label_log_axis(axis, low: float, high: float) -> None:
+    """Readable labels on a log axis: at 1, 2, 5 × 10^k when it spans under three decades, else at powers of ten."""
+    short = 0 < low < high and np.log10(high / low) < 3
+    subs = (1.0, 2.0, 5.0) if short else (1.0,)
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
