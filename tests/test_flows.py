@@ -106,3 +106,21 @@ def test_euler_divergence_is_reported():
     algo = flows.bw_euler(log_target, 2.0, 5)
     with pytest.raises(DivergenceError, match=r"Euler-ODE diverged at step \d+ of 100"):
         run(jax.random.key(4), algo, algo.init(Q0), 100, name="Euler-ODE")
+
+
+def test_scale_euler_is_bw_euler_plus_second_order_term():
+    """One step on S, pushed through π(S) = SSᵀ: Σ + η Σ̇ + η² V Vᵀ with V = -∇_S KL = (Σ⁻¹ - Σp⁻¹) S."""
+    eta = 0.05
+    path = flows.scale_euler_gaussian(Q0, TARGET, eta, 1)
+    assert path.mean.shape == (2, 2) and path.scale.shape == (2, 2, 2)  # iterates 0 and 1
+    one_bw = flows.bw_euler_gaussian(Q0, TARGET, eta, 1)
+    S = Q0.scale
+    V = (jnp.linalg.inv(G.covariance(Q0)) - jnp.linalg.inv(G.covariance(TARGET))) @ S
+    np.testing.assert_allclose(G.covariance(jax.tree_util.tree_map(lambda a: a[1], path)),
+                               one_bw.cov[1] + eta**2 * V @ V.T, atol=1e-12)
+    np.testing.assert_allclose(path.mean[1], one_bw.mean[1], atol=1e-12)
+
+
+def test_scale_euler_converges_to_the_target():
+    path = flows.scale_euler_gaussian(Q0, TARGET, 0.01, 2000)
+    assert float(G.w2(jax.tree_util.tree_map(lambda a: a[-1], path), TARGET)) < 1e-4

@@ -120,6 +120,26 @@ def bw_euler_gaussian(q0: G.AnyGaussian, target: G.AnyGaussian, step_size: float
     return prepend(start, path)
 
 
+def scale_euler_gaussian(q0: G.Gaussian, target: G.AnyGaussian, step_size: float, num_steps: int) -> G.Gaussian:
+    """Forward Euler on (m, S) with the exact gradient of KL(q‖p) for a Gaussian target: the expected BBVI step.
+
+    m ← m - η ∇_m KL, S ← S - η ∇_S KL. Both BBVI estimators are unbiased for this gradient; pushed through
+    π(S) = SSᵀ one step is `bw_euler_gaussian`'s step plus η²VVᵀ, V = -∇_S KL (book/part1/submersion.ipynb).
+    Returns the iterates 0..num_steps stacked along a leading axis, like `bw_euler_gaussian`.
+    """
+    G.check(q0, "q0")
+    G.check(target, "target")
+    G.check_same_dim(q0, target, ("q0", "target"))
+    kl_gradient = jax.grad(G.kl)
+
+    def body(q, _):
+        q = jax.tree_util.tree_map(lambda w, g: w - step_size * g, q, kl_gradient(q, target))
+        return q, q
+
+    _, path = jax.lax.scan(body, q0, None, length=num_steps)
+    return prepend(q0, path)
+
+
 def solve_bw_ode(q0: G.AnyGaussian, target: G.AnyGaussian, times, rtol: float = 1e-11, atol: float = 1e-12) -> BWState:
     """Accurate solution of the BW flow toward a Gaussian target with scipy's `solve_ivp` (DOP853).
 
