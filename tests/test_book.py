@@ -47,3 +47,12 @@ def test_repository_url_is_written_once():
     assert url.startswith("https://")
     for path in CHAPTERS:
         assert url in chapters.first_code_cell(nbformat.read(path, as_version=4)).source
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_script_export_compiles_at_full_scale(path):
+    source = chapters.script(path, "full")
+    compile(source, str(path), "exec")  # magics are commented out, so plain Python accepts it
+    assert "SCALE = 'full'" in source and 'SCALE = "small"' not in source
+    with pytest.raises(ValueError, match="scale"):
+        chapters.script(path, "huge")

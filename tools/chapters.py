@@ -78,7 +78,7 @@ def run(paths: list[Path]) -> None:
 
 
 def script(path: Path, scale: str) -> str:
-    """The chapter's code cells as one script: IPython magics dropped, SCALE set, figures saved instead of shown."""
+    """The chapter's code cells as one script: IPython magics commented out, SCALE set, figures drawn off-screen."""
     if scale not in ("small", "full"):
         raise ValueError(f"scale must be 'small' or 'full', got {scale!r}")
     nb = nbformat.read(path, as_version=4)
