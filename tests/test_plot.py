@@ -42,3 +42,15 @@ def test_short_log_axes_get_several_labels():
     labels = [t.get_text() for t in ax.yaxis.get_ticklabels() if low <= t.get_position()[1] <= high]
     assert len([text for text in labels if text]) >= 3, labels  # 1-2-5 ticks, not a single power of ten
     plt.close(fig)
+
+
+def test_ensemble_figure_pieces():
+    fig, ax = plt.subplots()
+    plot.histogram(ax, np.random.default_rng(0).normal(size=200), np.linspace(-3, 3, 13), "DLE")
+    points = plot.particles(ax, np.zeros((5, 2)), "DRLE")
+    line = plot.predictive_band(ax, np.arange(4.0), np.zeros(4), np.ones(4), "DE")
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels == ["DE", "DLE", "DRLE"] or set(labels) == {"DE", "DLE", "DRLE"}
+    assert ax.get_ylabel() == "density" and points.get_offsets().shape == (5, 2)
+    assert np.allclose(line.get_color(), plot.color("DE"))
+    plt.close(fig)

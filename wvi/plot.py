@@ -20,6 +20,11 @@ METHOD_COLORS = {
     "exact ODE": 7,
     "Langevin": 4,
     "target": 7,
+    "DE": 3,
+    "DLE": 0,
+    "DRLE": 2,
+    "Q* (DLE)": 7,
+    "Q* (DRLE)": 5,
 }
 
 
@@ -108,3 +113,30 @@ def label_log_axis(axis, low: float, high: float) -> None:
     axis.set_major_locator(LogLocator(base=10, subs=subs))
     axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     axis.set_minor_formatter(NullFormatter())
+
+
+def histogram(ax, samples, edges, label: str, **kwargs):
+    """A density-normalised step histogram of 1D samples over `edges`, coloured by method name."""
+    kwargs.setdefault("color", color(label))
+    kwargs.setdefault("lw", 1.8)
+    ax.hist(np.asarray(samples).ravel(), bins=np.asarray(edges), density=True, histtype="step", label=label, **kwargs)
+    ax.set_ylabel("density")
+    return ax
+
+
+def particles(ax, points, label: str, **kwargs):
+    """A 2D particle cloud as small dots, coloured by method name."""
+    points = np.asarray(points)
+    kwargs.setdefault("color", color(label))
+    kwargs.setdefault("s", 6)
+    kwargs.setdefault("alpha", 0.7)
+    return ax.scatter(points[:, 0], points[:, 1], label=label, **kwargs)
+
+
+def predictive_band(ax, x, mean, std, label: str, num_std: float = 2.0, **kwargs):
+    """A predictive mean with a ± num_std·std band, coloured by method name."""
+    x, mean, std = (np.asarray(a).ravel() for a in (x, mean, std))
+    kwargs.setdefault("color", color(label))
+    (line,) = ax.plot(x, mean, label=label, lw=1.5, **kwargs)
+    ax.fill_between(x, mean - num_std * std, mean + num_std * std, color=line.get_color(), alpha=0.25, lw=0)
+    return line

@@ -1,0 +1,91 @@
+"""Tests of wvi.data, offline: the downloader and parsers on fixture files served through file:// URLs."""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wvi import data
+
+FIXTURES = Path(__file__).parent / "fixtures" / "uci"
+
+
+def url(name):
+    return (FIXTURES / name).resolve().as_uri()
+
+
+def test_download_checks_and_caches(tmp_path):
+    sha = data.sha256_of(FIXTURES / "housing.data")
+    path = data.download(url("housing.data"), "housing.data", sha, tmp_path)
+    assert path.read_bytes() == (FIXTURES / "housing.data").read_bytes()
+    # A second call reads the cache (the source may be gone).
+    assert data.download("file:///nonexistent", "housing.data", sha, tmp_path) == path
+
+
+def test_checksum_mismatch_leaves_no_cache_entry(tmp_path):
+    with pytest.raises(ValueError, match="has SHA-256 [0-9a-f]{64}, expected 0{64}; nothing was cached"):
+        data.download(url("housing.data"), "housing.data", "0" * 64, tmp_path)
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a partial download
+
+
+def test_corrupted_cache_entry_is_reported(tmp_path):
+    sha = data.sha256_of(FIXTURES / "housing.data")
+    shutil.copy(FIXTURES / "housing_malformed.data", tmp_path / "housing.data")
+    with pytest.raises(ValueError, match="cached file .* expected"):
+        data.download(url("housing.data"), "housing.data", sha, tmp_path)
+
+
+def test_unpinned_files_are_refused_unless_trusted_on_first_use(tmp_path):
+    with pytest.raises(ValueError, match="no SHA-256 is pinned"):
+        data.download(url("housing.data"), "housing.data", None, tmp_path)
+    path = data.download(url("housing.data"), "housing.data", None, tmp_path, allow_unpinned=True)
+    record = tmp_path / "housing.data.sha256"
+    assert record.read_text().strip() == data.sha256_of(path)
+    path.write_bytes(b"tampered")
+    with pytest.raises(ValueError, match="cached file"):
+        data.download(url("housing.data"), "housing.data", None, tmp_path, allow_unpinned=True)
+
+
+def test_uci_parsers_on_fixtures(tmp_path, monkeypatch):
+    for name, fixture in (("boston", "housing.data"), ("wine", "winequality-red.csv"), ("naval", "UCI_CBM_Dataset.zip")):
+        spec = data.UCI_REGRESSION[name]
+        monkeypatch.setitem(data.UCI_REGRESSION, name, spec._replace(url=url(fixture), sha256=data.sha256_of(FIXTURES / fixture)))
+        x, y = data.uci_regression(name, tmp_path)
+        assert x.shape[0] == y.shape[0] >= 3 and np.all(np.isfinite(x))
+    x, y = data.uci_regression("boston", tmp_path)
+    assert x.shape == (3, 13) and list(y) == [24.0, 21.6, 34.7]
+    x, y = data.uci_regression("wine", tmp_path)
+    assert x.shape == (3, 11) and list(y) == [5.0, 5.0, 6.0]
+
+
+def test_malformed_files_raise_naming_the_line():
+    with pytest.raises(ValueError, match="housing.data: line 2 has 7 fields, expected 14"):
+        data.parse_table((FIXTURES / "housing_malformed.data").read_bytes(), "housing.data", 14)
+    with pytest.raises(ValueError, match="line 1 holds a field that is not a number"):
+        data.parse_table(b"1 2 x\n", "t", 3)
+    with pytest.raises(ValueError, match="not a zip archive"):
+        data.UCI_REGRESSION["naval"].parse(b"not a zip")
+    with pytest.raises(ValueError, match="unknown UCI regression set 'mnist'"):
+        data.uci_regression("mnist")
+
+
+def test_standardised_split_uses_training_statistics_only():
+    x, y = data.diabetes()
+    assert x.shape == (442, 10)
+    split = data.standardised_split(x, y, 0.2, seed=0)
+    assert split.x_test.shape[0] == 88 and split.x_train.shape[0] == 354
+    np.testing.assert_allclose(split.x_train.mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(split.y_train.std(), 1, rtol=1e-12)
+    assert abs(split.y_test.mean()) > 1e-6  # test data are not re-centred
+    again = data.standardised_split(x, y, 0.2, seed=0)
+    np.testing.assert_array_equal(split.x_test, again.x_test)
+    with pytest.raises(ValueError, match="test_fraction"):
+        data.standardised_split(x, y, 1.5, 0)
+
+
+def test_toy_regression_leaves_the_gaps_empty():
+    x, y = data.toy_regression(0)
+    assert x.shape == (90, 1) and y.shape == (90,)
+    assert not np.any(((x > 1.5) & (x < 3.0)) | ((x > 4.5) & (x < 6.0)))
+    # residuals from x sin x have the stated noise std (90 draws: standard error 0.25/sqrt(180))
+    assert abs(np.std(y - x[:, 0] * np.sin(x[:, 0])) - 0.25) < 5 * 0.25 / np.sqrt(180)

@@ -1,0 +1,168 @@
+"""Tests of wvi.ensembles: DE / DLE / DRLE updates, the MMD kernel and repulsion, stationary laws on a grid."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wvi import ensembles as E
+from wvi import nn
+from wvi.algorithm import run
+
+
+def test_dle_stationary_law_matches_the_gaussian_gibbs_law():
+    # ℓ(θ) = (θ − a)²/(2s²) and P = N(0, σ0²): Q* ∝ exp(−ℓ/λ2) p is Gaussian with precision 1/(s²λ2) + 1/σ0².
+    a, s, lam2, sigma0 = 1.0, 0.7, 0.5, 1.5
+    precision = 1 / (s**2 * lam2) + 1 / sigma0**2
+    var, mean = 1 / precision, a / (s**2 * lam2) / precision
+    n, eta, steps = 4000, 1e-3, 6000  # T = 6 ≫ the relaxation time 1/precision = 0.22
+    alg = E.build(lambda t: jnp.sum((t - a) ** 2) / (2 * s**2), "dle", eta, lam2=lam2, prior_std=sigma0)
+    final, _ = run(jax.random.key(0), alg, alg.init(jnp.zeros((n, 1))), steps, trace_fn=lambda s, i: i.loss)
+    x = np.asarray(final.particles[:, 0])
+    # Euler–Maruyama's own bias on the variance is var·η·precision/2 ≈ 5e-4 relative, far below the errors below.
+    assert abs(x.mean() - mean) < 5 * np.sqrt(var / n)
+    assert abs(x.var() - var) < 5 * var * np.sqrt(2 / n)
+
+
+def test_dle_with_zero_loss_samples_the_prior_leaf_by_leaf():
+    # ℓ = 0: Q* = P, with a different prior standard deviation per leaf of the member pytree.
+    prior_std = {"a": 0.5, "b": 2.0}
+    n = 4000
+    alg = E.build(lambda t: 0.0 * (jnp.sum(t["a"]) + jnp.sum(t["b"])), "dle", 1e-3, lam2=1.0, prior_std=prior_std)
+    state = alg.init({"a": jnp.zeros((n, 3)), "b": jnp.zeros((n, 2))})
+    final, _ = run(jax.random.key(1), alg, state, 20_000, trace_fn=lambda s, i: i.loss)  # T = 20 ≫ 4 (relaxation of b)
+    for leaf, std in prior_std.items():
+        sd = np.asarray(final.particles[leaf]).std(0)
+        assert np.all(np.abs(sd / std - 1) < 5 * np.sqrt(1 / (2 * n)) + 0.01), (leaf, sd)
+
+
+def test_de_step_is_plain_gradient_descent():
+    loss = lambda t: jnp.sum(jnp.sin(t) * t**2)
+    x = jax.random.normal(jax.random.key(2), (5, 3))
+    alg = E.build(loss, "de", 0.1)
+    state, info = alg.step(jax.random.key(3), alg.init(x))
+    np.testing.assert_allclose(state.particles, x - 0.1 * jax.vmap(jax.grad(loss))(x), rtol=1e-12)
+    np.testing.assert_allclose(info.loss, jnp.mean(jax.vmap(loss)(x)), rtol=1e-12)
+
+
+def test_drle_step_is_the_dle_step_plus_the_scaled_repulsion():
+    loss = lambda t: jnp.sum(t**4) / 4
+    x = jax.random.normal(jax.random.key(4), (7, 2))
+    key, step_key = jax.random.key(5), jax.random.key(6)
+    dle = E.build(loss, "dle", 0.01, lam2=0.3, prior_std=1.2)
+    drle = E.build(loss, "drle", 0.01, lam1=0.7, lam2=0.3, prior_std=1.2, bandwidth=0.8, num_prior_samples=11)
+    s_dle, _ = dle.step(step_key, dle.init(x))
+    init = drle.init(x, key)
+    assert init.prior_samples.shape == (11, 2)
+    s_drle, info = drle.step(step_key, init)
+    expected = s_dle.particles - 0.01 * 0.7 * E.repulsion(x, init.prior_samples, 0.8)
+    np.testing.assert_allclose(s_drle.particles, expected, rtol=1e-12, atol=1e-14)
+    assert float(info.bandwidth) == 0.8
+
+
+def test_repulsion_is_the_gradient_of_the_mmd_estimate():
+    x = jax.random.normal(jax.random.key(7), (9, 4))
+    y = 1.5 * jax.random.normal(jax.random.key(8), (13, 4))
+    for bandwidth in (0.3, 2.0):
+        autodiff = jax.grad(lambda z: E.mmd2(z, y, bandwidth))(x)
+        np.testing.assert_allclose(E.repulsion(x, y, bandwidth), x.shape[0] / 2 * autodiff, rtol=1e-10, atol=1e-14)
+
+
+def test_median_bandwidth_is_the_median_pairwise_distance():
+    x = jax.random.normal(jax.random.key(9), (10, 3))  # 45 pairs: an odd count, one median
+    d = np.asarray(E.sq_distances(x, x))[np.triu_indices(10, k=1)]
+    np.testing.assert_allclose(E.median_bandwidth(x), np.median(d), rtol=1e-8)
+
+
+def test_particles_can_be_mlp_pytrees():
+    sizes = (1, 8, 1)
+    members = jax.vmap(lambda k: nn.mlp_init(k, sizes))(jax.random.split(jax.random.key(10), 6))
+    xs, ys = jnp.linspace(-1, 1, 20)[:, None], jnp.sin(jnp.linspace(-1, 1, 20))
+    loss = lambda p: jnp.sum((nn.mlp_apply(p, xs)[:, 0] - ys) ** 2)
+    alg = E.build(loss, "drle", 1e-2, lam1=1.0, lam2=1e-3, prior_std=nn.mlp_prior_std(sizes))
+    final, losses = run(jax.random.key(11), alg, alg.init(members, jax.random.key(12)), 300, trace_fn=lambda s, i: i.loss)
+    assert jax.tree_util.tree_structure(final.particles) == jax.tree_util.tree_structure(members)
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_minibatch_loss_is_unbiased():
+    xs = jnp.arange(10.0)
+    ys = xs**2
+    example = lambda t, x, y: (t * x - y) ** 2
+    full = float(jnp.sum(jax.vmap(example, in_axes=(None, 0, 0))(2.0, xs, ys)))
+    loss = E.minibatch_loss(example, (xs, ys), 3)
+    draws = np.asarray(jax.vmap(lambda k: loss(2.0, k))(jax.random.split(jax.random.key(13), 20_000)))
+    assert abs(draws.mean() - full) < 5 * draws.std() / np.sqrt(draws.size)
+    np.testing.assert_allclose(E.minibatch_loss(example, (xs, ys), 10)(2.0, jax.random.key(0)), full, rtol=1e-12)
+
+
+def toy1_loss(t):
+    return 1.5 * (t**4 / 4 + t**3 / 3 - t**2) - 3 / 8
+
+
+def test_free_energy_minimiser_without_mmd_is_the_gibbs_density():
+    grid = np.linspace(-6, 6, 1201)
+    gibbs = E.gibbs_density(toy1_loss(grid), grid, 1.0)
+    np.testing.assert_allclose(E.free_energy_minimiser(toy1_loss(grid), grid, 0.0, 1.0), gibbs, atol=1e-9)
+    assert abs(np.trapezoid(gibbs, grid) - 1) < 1e-9
+
+
+def test_free_energy_minimiser_satisfies_the_stationarity_condition():
+    grid = np.linspace(-6, 6, 1201)
+    lam1, lam2, bw = 1.0, 1.0, 1.0
+    q = E.free_energy_minimiser(toy1_loss(grid), grid, lam1, lam2, bandwidth=bw)
+    w = np.full(grid.size, grid[1] - grid[0])
+    w[[0, -1]] /= 2
+    k = np.exp(-((grid[:, None] - grid[None, :]) ** 2) / (2 * bw))
+    p = np.exp(-grid**2 / 2) / np.sqrt(2 * np.pi)
+    potential = toy1_loss(grid) + lam1 * (k @ (w * q) - k @ (w * p)) + lam2 * np.log(q / p)
+    mass = q * w > 1e-8  # where the density is resolved
+    assert np.ptp(potential[mass]) < 1e-6
+
+
+def test_distances_between_particle_sets():
+    key = jax.random.key(14)
+    x = np.asarray(jax.random.normal(key, (500, 3)))
+    assert E.sliced_w2(key, x, x) == 0.0
+    np.testing.assert_allclose(E.sliced_w2(key, x[:, 0], x[:, 0] + 0.7), 0.7, rtol=1e-12)
+    grid = np.linspace(-8, 8, 4001)
+    density = np.exp(-grid**2 / 2) / np.sqrt(2 * np.pi)
+    edges = np.linspace(-3, 3, 13)
+    draws = E.sample_density(jax.random.key(15), grid, density, 20_000)
+    # Bin-count errors are about sqrt(p_b/N); their sum over 13 bins stays below 0.05 at N = 20 000.
+    assert E.tv_to_density(draws, grid, density, edges) < 0.05
+    assert E.tv_to_density(draws + 3.0, grid, density, edges) > 0.5
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(method="svgd"), "unknown ensemble method"),
+        (dict(method="dle", lam2=-1.0), "lam2 must be a finite number ≥ 0"),
+        (dict(method="drle", lam1=-0.5, lam2=1.0), "lam1 must be a finite number ≥ 0"),
+        (dict(method="drle", lam1=1.0, lam2=1.0, bandwidth=0.0), "bandwidth must be a positive number"),
+        (dict(method="drle", lam1=1.0, lam2=1.0, bandwidth="silverman"), "unknown bandwidth"),
+        (dict(method="de", lam2=1.0), "method 'de' has no regulariser"),
+        (dict(method="dle", lam2=0.0), "needs lam2 > 0"),
+        (dict(method="dle", lam2=1.0, prior_std=-1.0), "prior_std must be positive"),
+        (dict(method="de", learning_rate=0.0), "learning_rate must be positive"),
+    ],
+)
+def test_bad_settings_raise(kwargs, message):
+    kwargs = {"learning_rate": 0.1, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        E.build(lambda t: jnp.sum(t**2), **kwargs)
+
+
+def test_bad_particles_raise():
+    alg = E.build(lambda t: jnp.sum(t["a"] ** 2) + jnp.sum(t["b"] ** 2), "drle", 0.1, lam1=1.0, lam2=1.0)
+    with pytest.raises(ValueError, match="share one leading axis"):
+        alg.init({"a": jnp.zeros((5, 2)), "b": jnp.zeros((4, 2))}, jax.random.key(0))
+    with pytest.raises(ValueError, match=r"particles\['a'\] has 1 non-finite"):
+        alg.init({"a": jnp.zeros((5, 2)).at[0, 0].set(jnp.nan), "b": jnp.zeros((5, 2))}, jax.random.key(0))
+    with pytest.raises(ValueError, match="needs a key"):
+        alg.init({"a": jnp.zeros((5, 2)), "b": jnp.zeros((5, 2))})
+    dle = E.build(lambda t: jnp.sum(t**2), "dle", 0.1, lam2=1.0, prior_std={"w": 1.0})
+    with pytest.raises(ValueError, match="prior_std must be a positive scalar or a pytree shaped like one"):
+        dle.init(jnp.zeros((5, 2)))
+    with pytest.raises(ValueError, match="same shape"):
+        E.sliced_w2(jax.random.key(0), np.zeros((5, 2)), np.zeros((4, 2)))

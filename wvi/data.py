@@ -1,0 +1,196 @@
+"""Data for the book: offline sets that ship inside a dependency, and downloaders with SHA-256 checks (Part IV).
+
+Offline (what the book and CI use): `diabetes()` — scikit-learn's diabetes regression set (442 × 10, real data).
+Online (Colab): `uci_regression(name)` downloads one of the UCI regression sets of Wild et al.'s benchmark into a
+cache directory (`$WVI_DATA`, default `~/.cache/wvi`) through `download`, which writes atomically (a temporary file
+renamed into place only after its checksum matched) so that a failed or interrupted download never leaves a
+half-written cache entry.
+
+On checksums: the registry below pins a SHA-256 for a file only once someone has downloaded it and recorded the
+hash. Files without a pinned hash are refused unless the caller passes `allow_unpinned=True`, in which case the hash
+of the first download is printed and stored next to the file (trust on first use) and every later load is checked
+against it. Pin it in `UCI_REGRESSION` to make the check unconditional.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Callable, NamedTuple, Optional
+
+import numpy as np
+
+
+def cache_dir(directory: Optional[str | os.PathLike] = None) -> Path:
+    """`directory`, else $WVI_DATA, else ~/.cache/wvi (created if missing)."""
+    path = Path(directory or os.environ.get("WVI_DATA") or Path.home() / ".cache" / "wvi")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, filename: str, sha256: Optional[str], directory=None, allow_unpinned: bool = False) -> Path:
+    """The cached file `filename`, downloaded from `url` if absent, with its SHA-256 checked.
+
+    A mismatch raises `ValueError` naming both hashes and removes nothing but the temporary file (the cache entry
+    is only created, by an atomic rename, after the check passed). `sha256=None` is refused unless
+    `allow_unpinned=True` (see the module docstring).
+    """
+    target = cache_dir(directory) / filename
+    record = target.with_name(target.name + ".sha256")
+    if sha256 is None:
+        if not allow_unpinned:
+            raise ValueError(f"no SHA-256 is pinned for {filename!r}; pass allow_unpinned=True to trust the first "
+                             f"download (its hash is then recorded in {record.name} and checked on every later load)")
+        if record.exists():
+            sha256 = record.read_text().strip()
+    if target.exists():
+        if sha256 is not None and sha256_of(target) != sha256:
+            raise ValueError(f"cached file {target} has SHA-256 {sha256_of(target)}, expected {sha256}; delete it to "
+                             f"download again")
+        return target
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{filename}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                out.write(block)
+        actual = sha256_of(tmp)
+        if sha256 is not None and actual != sha256:
+            raise ValueError(f"download of {url} has SHA-256 {actual}, expected {sha256}; nothing was cached")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    if sha256 is None:
+        record.write_text(actual + "\n")
+        print(f"{filename}: first download, SHA-256 {actual} recorded in {record}")
+    return target
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Parsers of the original formats
+# ----------------------------------------------------------------------------------------------------------------
+
+def parse_table(raw: bytes, name: str, num_columns: int, delimiter: Optional[str] = None, skip_header: bool = False) -> np.ndarray:
+    """A numeric table from text: `num_columns` numbers a line (whitespace- or `delimiter`-separated), blank lines
+    skipped. A line with another number of fields or a non-number raises `ValueError` naming the line."""
+    rows = []
+    lines = raw.decode("utf-8", errors="replace").splitlines()
+    for number, line in enumerate(lines[1:] if skip_header else lines, start=2 if skip_header else 1):
+        if not line.strip():
+            continue
+        fields = line.split(delimiter) if delimiter else line.split()
+        if len(fields) != num_columns:
+            raise ValueError(f"{name}: line {number} has {len(fields)} fields, expected {num_columns}: {line[:80]!r}")
+        try:
+            rows.append([float(f) for f in fields])
+        except ValueError:
+            raise ValueError(f"{name}: line {number} holds a field that is not a number: {line[:80]!r}") from None
+    if not rows:
+        raise ValueError(f"{name}: no data rows")
+    return np.asarray(rows)
+
+
+def _from_zip(member: str, inner: Callable[[bytes], np.ndarray]) -> Callable[[bytes], np.ndarray]:
+    def parse(raw: bytes) -> np.ndarray:
+        try:
+            with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+                return inner(archive.read(member))
+        except (zipfile.BadZipFile, KeyError) as err:
+            raise ValueError(f"not a zip archive holding {member!r}: {err}") from None
+    return parse
+
+
+class UCISet(NamedTuple):
+    url: str
+    filename: str
+    sha256: Optional[str]  # None: not pinned yet (see the module docstring)
+    parse: Callable[[bytes], np.ndarray]  # raw bytes -> numeric table
+    target_column: int
+
+
+_UCI = "https://archive.ics.uci.edu/ml/machine-learning-databases/"
+UCI_REGRESSION = {
+    "boston": UCISet(_UCI + "housing/housing.data", "housing.data", None,
+                     lambda raw: parse_table(raw, "housing.data", 14), -1),
+    "yacht": UCISet(_UCI + "00243/yacht_hydrodynamics.data", "yacht_hydrodynamics.data", None,
+                    lambda raw: parse_table(raw, "yacht_hydrodynamics.data", 7), -1),
+    "wine": UCISet(_UCI + "wine-quality/winequality-red.csv", "winequality-red.csv", None,
+                   lambda raw: parse_table(raw, "winequality-red.csv", 12, delimiter=";", skip_header=True), -1),
+    "protein": UCISet(_UCI + "00265/CASP.csv", "CASP.csv", None,
+                      lambda raw: parse_table(raw, "CASP.csv", 10, delimiter=",", skip_header=True), 0),
+    "naval": UCISet(_UCI + "00316/UCI%20CBM%20Dataset.zip", "UCI_CBM_Dataset.zip", None,
+                    _from_zip("UCI CBM Dataset/data.txt", lambda raw: parse_table(raw, "data.txt", 18)), -1),
+}
+"""The UCI regression sets of Wild et al. §5 that come as plain text (or zipped text). Concrete, energy, power
+(Excel files) and kin8nm (not on the UCI site) are not included."""
+
+
+def uci_regression(name: str, directory=None, allow_unpinned: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) of a UCI regression set, downloaded and checked by `download`, parsed from its original format."""
+    if name not in UCI_REGRESSION:
+        raise ValueError(f"unknown UCI regression set {name!r}; expected one of {', '.join(map(repr, UCI_REGRESSION))}")
+    spec = UCI_REGRESSION[name]
+    path = download(spec.url, spec.filename, spec.sha256, directory, allow_unpinned)
+    table = spec.parse(path.read_bytes())
+    y = table[:, spec.target_column]
+    return np.delete(table, spec.target_column % table.shape[1], axis=1), y
+
+
+def diabetes() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's diabetes data (442 patients, 10 baseline variables, disease progression after one year)."""
+    from sklearn.datasets import load_diabetes
+
+    data = load_diabetes()
+    return np.asarray(data.data, np.float64), np.asarray(data.target, np.float64)
+
+
+class Split(NamedTuple):
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    y_mean: float  # the training targets' mean and std, to report errors in the original units
+    y_std: float
+
+
+def standardised_split(x, y, test_fraction: float, seed: int) -> Split:
+    """A seeded random train/test split with inputs and targets standardised by the training statistics only."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64).ravel()
+    if x.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"x must be (N, D) and y (N,); got shapes {x.shape} and {y.shape}")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction}")
+    order = np.random.default_rng(seed).permutation(x.shape[0])
+    num_test = max(1, int(round(test_fraction * x.shape[0])))
+    test, train = order[:num_test], order[num_test:]
+    x_mean, x_std = x[train].mean(0), x[train].std(0)
+    x_std[x_std == 0] = 1.0
+    y_mean, y_std = float(y[train].mean()), float(y[train].std())
+    return Split((x[train] - x_mean) / x_std, (y[train] - y_mean) / y_std, (x[test] - x_mean) / x_std,
+                 (y[test] - y_mean) / y_std, y_mean, y_std)
+
+
+def toy_regression(seed: int, num_points: int = 90, noise_std: float = 0.25,
+                   gaps: tuple = ((1.5, 3.0), (4.5, 6.0))) -> tuple[np.ndarray, np.ndarray]:
+    """Wild et al.'s toy regression data: x uniform on [0, 7] outside `gaps`, y = x sin x + N(0, noise_std²).
+    The paper does not give the gaps' positions; these are ours."""
+    rng = np.random.default_rng(seed)
+    xs = []
+    while len(xs) < num_points:
+        x = rng.uniform(0.0, 7.0)
+        if not any(a < x < b for a, b in gaps):
+            xs.append(x)
+    x = np.sort(np.asarray(xs))
+    return x[:, None], x * np.sin(x) + noise_std * rng.standard_normal(num_points)
