@@ -57,4 +57,5 @@ def test_mixture_metrics():
 def test_floored_log_var():
     raw = np.array([-50.0, -4.0, 0.0, 30.0])
     out = np.asarray(nn.floored_log_var(raw, floor=-4.0))
-    assert np.all(out > -4.0) and abs(out[0] + 4.0) < 1e-12 and abs(out[-1] - 30.0) < 1e-12
+    assert np.all(out >= -4.0) and np.all(np.diff(out) > 0)
+    assert abs(out[0] + 4.0) < 1e-12 and abs(out[-1] - 30.0) < 1e-12
