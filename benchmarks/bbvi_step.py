@@ -10,7 +10,6 @@ Before timing, one step of each on shared noise is checked to agree to 1e-10.
 Usage: python benchmarks/bbvi_step.py [--steps N] [--samples N]
 """
 import argparse
-import time
 
 import jax
 
@@ -22,6 +21,7 @@ import optax  # noqa: E402
 from wvi import bbvi  # noqa: E402
 from wvi import gaussian as G  # noqa: E402
 from wvi.algorithm import run  # noqa: E402
+from timing import best_rate  # noqa: E402
 
 
 def problem(d, seed=0):
@@ -35,17 +35,6 @@ def numpy_step(m, S, z, precision, eta):
     x = m + z @ S.T
     g = -(x @ precision) + np.linalg.solve(S.T, z.T).T  # ∇log p(x) - ∇log q(x), target mean 0
     return m + eta * g.mean(0), S + eta * (g.T @ z) / z.shape[0]
-
-
-def best_rate(fn, steps, repeats=3):
-    """Steps per second, best of `repeats` timings (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return steps / min(times)
 
 
 def loss_only(state, info):

@@ -10,32 +10,20 @@ updates all members in one vmapped program, timed two ways: the jitted step call
 Usage: python benchmarks/ensembles.py [--members N] [--steps N]
 """
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from wvi import data, ensembles, nn
 from wvi.algorithm import run
+from timing import best_rate
 
 SIZES = (1, 10, 10, 1)
 
 
 def loss_only(state, info):
     return info.loss
-
-
-def best_rate(fn, steps, repeats=3):
-    """Steps per second, best of `repeats` timings (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return steps / min(times)
 
 
 def main():
