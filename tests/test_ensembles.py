@@ -166,3 +166,28 @@ def test_bad_particles_raise():
         dle.init(jnp.zeros((5, 2)))
     with pytest.raises(ValueError, match="same shape"):
         E.sliced_w2(jax.random.key(0), np.zeros((5, 2)), np.zeros((4, 2)))
+
+
+def test_fit_regression_learns_a_noisy_line():
+    x = np.linspace(-1, 1, 200)[:, None]
+    y = 0.8 * x[:, 0] + 0.3 * np.asarray(jax.random.normal(jax.random.key(20), (200,)))
+    for method, kwargs in (("de", {}), ("dle", dict(lam2=1.0))):
+        members = E.fit_regression(jax.random.key(21), x, y, method, hidden=(16,), num_members=3,
+                                   learning_rate=5e-4, num_steps=4000, batch_size=50, **kwargs)
+        mean, log_var = jax.vmap(lambda p: nn.gaussian_head(p, jnp.asarray(x)))(members)
+        assert mean.shape == (3, 200)
+        # the ensemble mean is much closer to the line than the best constant (RMSE 0.8/sqrt(3) = 0.46), and the
+        # predicted noise std is of the right order (0.3)
+        assert np.sqrt(np.mean((np.asarray(mean.mean(0)) - 0.8 * x[:, 0]) ** 2)) < 0.2, method
+        assert 0.15 < float(np.exp(0.5 * np.median(log_var))) < 0.45, method
+    with pytest.raises(ValueError, match="x_train must be"):
+        E.fit_regression(jax.random.key(0), x[:, 0], y)
+
+
+def test_bin_masses_of_a_gaussian():
+    from scipy.stats import norm
+
+    grid = np.linspace(-8, 8, 8001)
+    density = norm.pdf(grid)
+    edges = np.array([-1.0, 0.0, 0.5, 2.0])
+    np.testing.assert_allclose(E.bin_masses(grid, density, edges), np.diff(norm.cdf(edges)), atol=1e-7)

@@ -71,3 +71,12 @@ def floored_log_var(raw, floor: float = -4.0) -> jax.Array:
     """A log variance that cannot fall below `floor`: floor + softplus(raw − floor) (≈ raw well above the floor).
     Keeps a network's predicted variance away from 0, where the Gaussian NLL's gradients blow up under SGD."""
     return floor + jax.nn.softplus(raw - floor)
+
+
+def gaussian_head(params: list, x: jax.Array, activation: str = "tanh") -> tuple[jax.Array, jax.Array]:
+    """A regression network's predictive N(mean, exp(log_var)): its two outputs, the second through
+    `floored_log_var`. Returns (mean, log_var), each of shape x.shape[:-1]."""
+    out = mlp_apply(params, x, activation)
+    if out.shape[-1] != 2:
+        raise ValueError(f"a Gaussian head needs an MLP with 2 outputs (mean, log variance); this one has {out.shape[-1]}")
+    return out[..., 0], floored_log_var(out[..., 1])
