@@ -30,8 +30,9 @@ import optax
 from jax.flatten_util import ravel_pytree
 from scipy.integrate import trapezoid
 
+from wvi import nn
 from wvi._checks import check_choice, check_finite
-from wvi.algorithm import Algorithm
+from wvi.algorithm import Algorithm, run
 
 METHODS = ("de", "dle", "drle")
 
@@ -306,12 +307,17 @@ def free_energy_minimiser(loss_values, grid, lam1: float, lam2: float, prior_std
                        f"increase max_iter or lower damping")
 
 
+def _cdf(grid, density) -> np.ndarray:
+    """The normalised CDF of a density on a 1D grid, at the grid points (trapezoid rule)."""
+    density = np.asarray(density, np.float64)
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(grid))])
+    return cdf / cdf[-1]
+
+
 def bin_masses(grid, density, edges) -> np.ndarray:
     """The mass a density given on a 1D grid puts in each bin between consecutive `edges` (trapezoid rule)."""
     grid = _check_grid(grid)
-    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(grid))])
-    cdf /= cdf[-1]
-    return np.diff(np.interp(np.asarray(edges, np.float64), grid, cdf))
+    return np.diff(np.interp(np.asarray(edges, np.float64), grid, _cdf(grid, density)))
 
 
 def tv_to_density(samples, grid, density, edges) -> float:
@@ -320,16 +326,14 @@ def tv_to_density(samples, grid, density, edges) -> float:
     samples = np.asarray(samples, np.float64).ravel()
     counts = np.histogram(samples, bins=np.asarray(edges, np.float64))[0] / samples.size
     masses = bin_masses(grid, density, edges)
-    return 0.5 * (np.abs(counts - masses).sum() + abs((1.0 - counts.sum()) - (1.0 - masses.sum())))
+    return 0.5 * (np.abs(counts - masses).sum() + abs(masses.sum() - counts.sum()))
 
 
 def sample_density(key, grid, density, num: int) -> np.ndarray:
     """`num` exact draws from a density on a 1D grid by inverting its (piecewise-linear) CDF."""
     grid = _check_grid(grid)
-    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(grid))])
-    cdf /= cdf[-1]
     u = np.asarray(jax.random.uniform(key, (num,), dtype=jnp.float32), np.float64)
-    return np.interp(u, cdf, grid)
+    return np.interp(u, _cdf(grid, density), grid)
 
 
 def sliced_w2(key, x, y, num_projections: int = 256) -> float:
@@ -361,9 +365,6 @@ def fit_regression(key, x_train, y_train, method: str = "de", hidden: tuple = (5
     x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)
     if x_train.ndim != 2 or y_train.shape != x_train.shape[:1]:
         raise ValueError(f"x_train must be (N, D) and y_train (N,); got {x_train.shape} and {y_train.shape}")
-    from wvi import nn  # noqa: PLC0415 (nn is the networks' module; ensembles does not need it otherwise)
-    from wvi.algorithm import run  # noqa: PLC0415
-
     sizes = (x_train.shape[1], *hidden, 2)
     prior = nn.mlp_prior_std(sizes)
 
