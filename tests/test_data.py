@@ -47,7 +47,8 @@ def test_unpinned_files_are_refused_unless_trusted_on_first_use(tmp_path):
 
 
 def test_uci_parsers_on_fixtures(tmp_path, monkeypatch):
-    for name, fixture in (("boston", "housing.data"), ("wine", "winequality-red.csv"), ("naval", "UCI_CBM_Dataset.zip")):
+    for name, fixture in (("boston", "housing.data"), ("wine", "winequality-red.csv"), ("naval", "UCI_CBM_Dataset.zip"),
+                          ("kin8nm", "kin8nm.arff")):
         spec = data.UCI_REGRESSION[name]
         monkeypatch.setitem(data.UCI_REGRESSION, name, spec._replace(url=url(fixture), sha256=data.sha256_of(FIXTURES / fixture)))
         x, y = data.uci_regression(name, tmp_path)
@@ -56,6 +57,8 @@ def test_uci_parsers_on_fixtures(tmp_path, monkeypatch):
     assert x.shape == (3, 13) and list(y) == [24.0, 21.6, 34.7]
     x, y = data.uci_regression("wine", tmp_path)
     assert x.shape == (3, 11) and list(y) == [5.0, 5.0, 6.0]
+    x, y = data.uci_regression("kin8nm", tmp_path)
+    assert x.shape == (3, 8) and abs(y[0] - 0.536322) < 1e-12
 
 
 def test_malformed_files_raise_naming_the_line():
@@ -63,6 +66,8 @@ def test_malformed_files_raise_naming_the_line():
         data.parse_table((FIXTURES / "housing_malformed.data").read_bytes(), "housing.data", 14)
     with pytest.raises(ValueError, match="line 1 holds a field that is not a number"):
         data.parse_table(b"1 2 x\n", "t", 3)
+    with pytest.raises(ValueError, match="no @data line"):
+        data.parse_arff(b"@relation x\n1,2\n", "x.arff", 2)
     with pytest.raises(ValueError, match="not a zip archive"):
         data.UCI_REGRESSION["naval"].parse(b"not a zip")
     with pytest.raises(ValueError, match="unknown UCI regression set 'mnist'"):

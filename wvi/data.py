@@ -102,6 +102,17 @@ def parse_table(raw: bytes, name: str, num_columns: int, delimiter: Optional[str
     return np.asarray(rows)
 
 
+def parse_arff(raw: bytes, name: str, num_columns: int) -> np.ndarray:
+    """The numeric data section of an ARFF file (OpenML's format): the lines after `@data`, comma-separated."""
+    text = raw.decode("utf-8", errors="replace")
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip().lower() == "@data"), None)
+    if start is None:
+        raise ValueError(f"{name}: no @data line; not an ARFF file")
+    body = "\n".join(line for line in lines[start + 1:] if not line.lstrip().startswith("%"))
+    return parse_table(body.encode(), name, num_columns, delimiter=",")
+
+
 def _from_zip(member: str, inner: Callable[[bytes], np.ndarray]) -> Callable[[bytes], np.ndarray]:
     def parse(raw: bytes) -> np.ndarray:
         try:
@@ -130,11 +141,13 @@ UCI_REGRESSION = {
                    lambda raw: parse_table(raw, "winequality-red.csv", 12, delimiter=";", skip_header=True), -1),
     "protein": UCISet(_UCI + "00265/CASP.csv", "CASP.csv", None,
                       lambda raw: parse_table(raw, "CASP.csv", 10, delimiter=",", skip_header=True), 0),
+    "kin8nm": UCISet("https://www.openml.org/data/download/3626/dataset_2175_kin8nm.arff", "kin8nm.arff", None,
+                     lambda raw: parse_arff(raw, "kin8nm.arff", 9), -1),
     "naval": UCISet(_UCI + "00316/UCI%20CBM%20Dataset.zip", "UCI_CBM_Dataset.zip", None,
                     _from_zip("UCI CBM Dataset/data.txt", lambda raw: parse_table(raw, "data.txt", 18)), -1),
 }
-"""The UCI regression sets of Wild et al. §5 that come as plain text (or zipped text). Concrete, energy, power
-(Excel files) and kin8nm (not on the UCI site) are not included."""
+"""The UCI regression sets of Wild et al. §5 that come as plain text, zipped text or ARFF (kin8nm, from OpenML).
+Concrete, energy and power come as Excel files and are not included."""
 
 
 def uci_regression(name: str, directory=None, allow_unpinned: bool = False) -> tuple[np.ndarray, np.ndarray]:
