@@ -32,6 +32,8 @@ def test_gaussian_nll_matches_scipy():
 def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="sizes must list at least two positive"):
         nn.mlp_init(jax.random.key(0), (3,))
+    with pytest.raises(ValueError, match="one {'w', 'b'} entry per layer"):
+        nn.mlp_init(jax.random.key(0), (3, 4, 1), prior_std=nn.mlp_prior_std((3, 1)))
     params = nn.mlp_init(jax.random.key(0), (3, 4, 1))
     with pytest.raises(ValueError, match="x must have 3 features"):
         nn.mlp_apply(params, jnp.ones((2, 4)))

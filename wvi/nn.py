@@ -31,6 +31,8 @@ def mlp_init(key, sizes: Sequence[int], prior_std=None) -> list:
     """Draw MLP parameters from N(0, prior_std²) leaf by leaf (default: `mlp_prior_std(sizes)`)."""
     _check_sizes(sizes)
     prior_std = mlp_prior_std(sizes) if prior_std is None else prior_std
+    if len(prior_std) != len(sizes) - 1:
+        raise ValueError(f"prior_std must hold one {{'w', 'b'}} entry per layer ({len(sizes) - 1}); got {len(prior_std)}")
     keys = jax.random.split(key, 2 * (len(sizes) - 1))
     return [{"w": std["w"] * jax.random.normal(keys[2 * i], (m, n)), "b": std["b"] * jax.random.normal(keys[2 * i + 1], (n,))}
             for i, (m, n, std) in enumerate(zip(sizes[:-1], sizes[1:], prior_std))]
