@@ -195,8 +195,11 @@ def standardised_split(x, y, test_fraction: float, seed: int) -> Split:
                  (y[test] - y_mean) / y_std, y_mean, y_std)
 
 
+TOY_GAPS = ((1.5, 3.0), (4.5, 6.0))  # open intervals of [0, 7] without training inputs (ours; the paper gives none)
+
+
 def toy_regression(seed: int, num_points: int = 90, noise_std: float = 0.25,
-                   gaps: tuple = ((1.5, 3.0), (4.5, 6.0))) -> tuple[np.ndarray, np.ndarray]:
+                   gaps: tuple = TOY_GAPS) -> tuple[np.ndarray, np.ndarray]:
     """Wild et al.'s toy regression data: x uniform on [0, 7] outside `gaps`, y = x sin x + N(0, noise_std²).
     The paper does not give the gaps' positions; these are ours."""
     rng = np.random.default_rng(seed)
