@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from wvi.algorithm import Algorithm, DivergenceError, prepend, replicate, run
+from wvi.algorithm import Algorithm, DivergenceError, prepend, replicate, run, seconds_per_step
 
 
 def counter(rate):
@@ -68,3 +68,10 @@ def test_compiled_scan_is_reused():
     before = _scan._cache_size()
     run(jax.random.key(1), algo, algo.init(jnp.ones(2)), 3)
     assert _scan._cache_size() == before
+
+
+def test_seconds_per_step_is_positive_and_checks_its_argument():
+    algorithm = Algorithm(lambda x: x, lambda key, x: (x + 1.0, x))
+    assert 0 < seconds_per_step(algorithm, jnp.zeros(3), num_steps=3) < 10
+    with pytest.raises(ValueError, match="num_steps"):
+        seconds_per_step(algorithm, jnp.zeros(3), num_steps=0)

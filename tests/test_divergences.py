@@ -51,3 +51,21 @@ def test_bad_names_and_grids_raise():
         divergences.on_grid("chi2", jnp.zeros(3), jnp.zeros(4), 0.1)
     with pytest.raises(ValueError, match="cell_volume must be positive"):
         divergences.on_grid("chi2", jnp.zeros(3), jnp.zeros(3), 0.0)
+
+
+def test_grid_cells_and_volume():
+    g = divergences.grid([(0, 1), (-2, 2)], (4, 8))
+    assert g.points.shape == (32, 2) and g.shape == (4, 8)
+    assert abs(g.cell_volume - 0.25 * 0.5) < 1e-15
+    np.testing.assert_allclose(g.points[0], [0.125, -1.75])
+    with pytest.raises(ValueError, match="limits"):
+        divergences.grid([(1, 0)], 10)
+
+
+def test_quadrature_refuses_a_grid_that_misses_mass():
+    q = G.Gaussian(jnp.array([0.0]), jnp.array([[1.0]]))
+    log_q = lambda x: G.log_prob(q, x)
+    wide, narrow = divergences.grid([(-10, 10)], 2000), divergences.grid([(-1, 1)], 200)
+    assert abs(float(divergences.on_grid_fns("reverse_kl", log_q, log_q, wide))) < 1e-12
+    with pytest.raises(ValueError, match="the grid holds mass 0.68"):
+        divergences.on_grid_fns("reverse_kl", log_q, log_q, narrow)

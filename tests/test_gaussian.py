@@ -202,3 +202,16 @@ def test_expect_is_exact_for_polynomials():
     one = G.DiagGaussian(jnp.array([0.7]), jnp.array([1.3]))
     fourth = G.expect(one, lambda x: x[0] ** 4, num_points=3)
     assert float(fourth) == pytest.approx(0.7**4 + 6 * 0.49 * 1.69 + 3 * 1.69**2, rel=1e-12)
+
+
+def test_best_gaussian_is_exact_for_a_gaussian_target_and_the_banana():
+    target = G.from_covariance(jnp.array([1.0, -0.5]), jnp.array([[1.0, 0.3], [0.3, 0.5]]))
+    q, value = G.best_gaussian(lambda x: G.log_prob(target, x), G.Gaussian(jnp.zeros(2), jnp.eye(2)), num_points=3)
+    np.testing.assert_allclose(q.mean, target.mean, atol=1e-6)
+    np.testing.assert_allclose(G.covariance(q), G.covariance(target), atol=1e-6)
+    assert abs(value) < 1e-9  # KL(p‖p) − log Z with a normalised p
+    # the banana −(x1 − 1)² − (x2 − x1²)²: stationarity gives m = (1, 1.25), Σ = [[1/4, 1/2], [1/2, 3/2]]
+    banana = lambda x: -((x[0] - 1.0) ** 2) - (x[1] - x[0] ** 2) ** 2
+    q, _ = G.best_gaussian(banana, G.Gaussian(jnp.zeros(2), jnp.eye(2)), num_points=3)
+    np.testing.assert_allclose(q.mean, [1.0, 1.25], atol=1e-6)
+    np.testing.assert_allclose(G.covariance(q), [[0.25, 0.5], [0.5, 1.5]], atol=1e-6)

@@ -54,3 +54,19 @@ def test_ensemble_figure_pieces():
     assert ax.get_ylabel() == "density" and points.get_offsets().shape == (5, 2)
     assert np.allclose(line.get_color(), plot.color("DE"))
     plt.close(fig)
+
+
+def test_animation_is_embedded_html_and_mixture_ellipses_draw():
+    fig, ax = plt.subplots()
+    plot.mixture_ellipses(ax, np.zeros((2, 2)), np.stack([np.eye(2)] * 2), np.array([0.3, 0.7]), label="GFlow-VI")
+    assert len(ax.patches) == 2 and ax.get_legend_handles_labels()[1] == ["GFlow-VI"]
+    (line,) = ax.plot([], [])
+    html = plot.animation(fig, lambda i: line.set_data([0, i], [0, i]), 3)
+    assert "<script" in html.data and "img" in html.data
+
+
+def test_contours_draw_lines_of_the_density():
+    fig, ax = plt.subplots()
+    cs = plot.contours(ax, lambda x: -0.5 * np.sum(x**2, axis=-1), (-3, 3), (-3, 3), levels=3)
+    assert len(cs.levels) >= 3 and 0 <= min(cs.levels) and max(cs.levels) <= 1  # exp(−‖x‖²/2) peaks at 1
+    plt.close(fig)

@@ -3,9 +3,11 @@
 The library behind the `wvi` book. One module per concept:
 
   gaussian   full-covariance and diagonal Gaussians: sampling, densities, entropy, KL, W2, W2 geodesics
-  bbvi       rep and path-derivative gradient estimators of KL(q‖p); BBVI over any optax optimiser
-  flows      the Bures–Wasserstein flow (velocities, Euler, solve_ivp) and Langevin particles
-  divergences  f-divergences by name: f, h(r) = r f′(r) − f(r), log-space forms, quadrature (Part II)
+  bbvi       rep and path-derivative gradient estimators of KL(q‖p) and of any f-divergence; BBVI over any
+             optax optimiser, for Gaussians and Gaussian mixtures; NGVI
+  mixtures   Gaussian mixtures; GFlow-VI and NGFlow-VI, flows over the components' parameters (Part II)
+  flows      the Bures–Wasserstein flow (velocities, Euler, solve_ivp), Langevin and SVGD particles
+  divergences  f-divergences by name: f, h(r) = r f′(r) − f(r), log-space forms, grids and quadrature (Part II)
   ensembles  deep ensembles as particle flows: DE, DLE, DRLE, the MMD kernel, stationary laws on a grid
   nn         MLPs as pure functions of parameter pytrees; Gaussian likelihoods and ensemble metrics
   targets    the toys' losses and log densities
@@ -14,9 +16,9 @@ The library behind the `wvi` book. One module per concept:
   plot       the book's plotting style and figure pieces
   report     claims checked by the chapters, collected for the reproduction report
 """
-from wvi import algorithm, bbvi, data, divergences, ensembles, flows, gaussian, nn, plot, report, targets
+from wvi import algorithm, bbvi, data, divergences, ensembles, flows, gaussian, mixtures, nn, plot, report, targets
 from wvi.gaussian import DiagGaussian, Gaussian
 
 __version__ = "0.1.0"
 
-__all__ = ["algorithm", "bbvi", "data", "divergences", "ensembles", "flows", "gaussian", "nn", "plot", "report", "targets", "Gaussian", "DiagGaussian", "__version__"]
+__all__ = ["algorithm", "bbvi", "data", "divergences", "ensembles", "flows", "gaussian", "mixtures", "nn", "plot", "report", "targets", "Gaussian", "DiagGaussian", "__version__"]

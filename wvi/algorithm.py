@@ -114,3 +114,20 @@ def replicate(algorithm: Algorithm, num_replicas: int) -> Algorithm:
         return jax.vmap(algorithm.step)(jax.random.split(key, num_replicas), state)
 
     return Algorithm(init, step)
+
+
+def seconds_per_step(algorithm: Algorithm, state, num_steps: int = 50, key=None) -> float:
+    """Wall time of one jitted `step`, averaged over `num_steps` calls after a warm-up call (compilation excluded).
+    For the book's timing cells (marked NBVAL_IGNORE_OUTPUT); benchmarks compare such times within one run."""
+    import time
+
+    if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive integer; got {num_steps!r}")
+    step = jax.jit(algorithm.step)
+    keys = list(jax.random.split(jax.random.PRNGKey(0) if key is None else key, num_steps + 1))
+    jax.block_until_ready(step(keys[0], state))
+    start = time.perf_counter()
+    for k in keys[1:]:
+        state, _ = step(k, state)
+    jax.block_until_ready(state)
+    return (time.perf_counter() - start) / num_steps

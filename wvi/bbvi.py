@@ -11,6 +11,23 @@ x = m + S z, z ~ N(0, I), two unbiased gradient estimators come from the same Mo
 The path estimator's expected update of S is E[∇log p(x) zᵀ] + S⁻ᵀ, whose push-forward through π(S) = SSᵀ is the
 Bures–Wasserstein velocity of KL (Part I, "The Riemannian submersion"); with SGD its iterates are the forward Euler
 scheme of that flow (Part I, "ODE vs BBVI on a 2D Gaussian"). At q = p its variance is zero; rep's is not.
+
+**f-divergences** (Yi & Liu; Part II, "Rosenbrock"). For D_f(q‖p) = E_q[f(r)], r = p/q, the Wasserstein gradient
+flow moves samples along ∇_x h(r(x)), h(r) = r f′(r) − f(r) (`wvi.divergences`). The path-derivative
+("distillation") estimator pushes that velocity through reparameterised samples of any reparameterisable family:
+
+    L_f = −Σ_k w_k (1/n) Σ_i h(r(x_{k,i})),   x_{k,i} = m_k + S_k z_{k,i},   r = p / stop_gradient(q),
+
+with one component (w = 1) for a Gaussian and K components, each sampled separately, for a `wvi.mixtures.Mixture`
+(weights w = softmax(logits) differentiated explicitly). Its expectation is exactly ∇D_f, because
+∂_θ D_f = −∫ ∂_θ q h(r) with r held fixed. Ratios are handled as log r = log p − log q and h in its log-space
+form. `ratio_scaling="max"` divides r by its batch maximum (subtracts max log r under stop-gradient), the authors'
+stabilisation: it multiplies the whole gradient by a positive batch constant (r_max⁻¹ for forward KL, r_max⁻² for
+χ², r_max^−½ for Hellinger, 1 for reverse KL), so it changes the step length, not the direction, and the
+estimator is then no longer unbiased for ∇D_f. Every divergence but reverse KL needs a normalised log p.
+
+**NGVI** (`ngvi`) is the natural-gradient baseline of Part II's "Particles in parameter space": the Bayesian
+learning rule on (m, P = Σ⁻¹), P ← (1 − β)P + β E[−∇² log p], m ← m + β P⁻¹ E[∇ log p] (`wvi.mixtures.blr_update`).
 """
 from __future__ import annotations
 
@@ -21,11 +38,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from wvi import divergences
 from wvi import gaussian as G
+from wvi import mixtures as M
 from wvi._checks import check_choice
 from wvi.algorithm import Algorithm
 
 ESTIMATORS = ("rep", "path")
+RATIO_SCALINGS = ("none", "max")
 
 
 class BBVIState(NamedTuple):
@@ -38,15 +58,67 @@ class BBVIInfo(NamedTuple):
     grad_norm: jax.Array  # Euclidean norm of the gradient estimate over all parameters
 
 
-def check_log_density(log_density: Callable, q: G.AnyGaussian, name: str = "log_density") -> None:
-    """Raise unless `log_density` maps a point of shape (d,) to a finite scalar at q's mean."""
+def check_log_density(log_density: Callable, q, name: str = "log_density") -> None:
+    """Raise unless `log_density` maps a point of shape (d,) to a finite scalar at q's mean (a mixture's first mean)."""
     if not callable(log_density):
         raise ValueError(f"{name} must be a function x -> log p(x); got {type(log_density).__name__}")
-    value = log_density(q.mean)
+    point = q.means[0] if isinstance(q, M.Mixture) else q.mean
+    value = log_density(point)
     if np.shape(value) != ():
-        raise ValueError(f"{name} must return a scalar for a point of shape {np.shape(q.mean)}; got shape {np.shape(value)}")
+        raise ValueError(f"{name} must return a scalar for a point of shape {np.shape(point)}; got shape {np.shape(value)}")
     if not np.isfinite(float(value)):
         raise ValueError(f"{name} returned {float(value)} at the mean of q; expected a finite log density there")
+
+
+def check_family(q, name: str = "q") -> None:
+    """Raise unless q is a Gaussian, DiagGaussian or Mixture (the reparameterisable families of `fdiv_loss`)."""
+    if isinstance(q, M.Mixture):
+        M.check(q, name)
+    else:
+        G.check(q, name)
+
+
+def noise_shape(q, num_samples: int) -> tuple:
+    """(n, d) for a Gaussian; (K, n, d) for a mixture, one batch per component."""
+    if isinstance(q, M.Mixture):
+        return (M.num_components(q), num_samples, M.dim(q))
+    return (num_samples, G.dim(q))
+
+
+def _draws(q, noise):
+    """(log weights (K,), samples (K, n, d), log q) of a Gaussian (K = 1) or a mixture."""
+    if isinstance(q, M.Mixture):
+        return jax.nn.log_softmax(q.logits), M.reparameterize(q, noise), M.log_prob
+    return jnp.zeros((1,), dtype=noise.dtype), G.reparameterize(q, noise)[None], G.log_prob
+
+
+def fdiv_loss(q, noise, log_density: Callable, divergence: str = "reverse_kl", estimator: str = "path",
+              ratio_scaling: str = "none"):
+    """(L_f, D̂_f): the surrogate whose gradient is the estimator (module docstring) and the Monte Carlo estimate
+    Σ_k w_k mean_i f(r(x_{k,i})) of D_f(q‖p) (of KL − log Z for an unnormalised p under reverse KL).
+
+    `estimator="rep"` (reverse KL only) differentiates through q's density too: the reparameterisation gradient."""
+    div = divergences.get(divergence)
+    check_choice(estimator, ESTIMATORS, "estimator")
+    check_choice(ratio_scaling, RATIO_SCALINGS, "ratio_scaling")
+    if estimator == "rep" and divergence != "reverse_kl":
+        raise ValueError(f"estimator 'rep' is defined for divergence 'reverse_kl' only; got divergence {divergence!r}")
+    log_w, x, log_q = _draws(q, noise)
+    q_density = q if estimator == "rep" else jax.lax.stop_gradient(q)
+    log_r = jax.vmap(jax.vmap(log_density))(x) - log_q(q_density, x)  # (K, n)
+    shift = jax.lax.stop_gradient(jnp.max(log_r)) if ratio_scaling == "max" else 0.0
+    w = jnp.exp(log_w)
+    surrogate = -jnp.sum(w * jnp.mean(div.h_log(log_r - shift), axis=1))
+    estimate = jnp.sum(jax.lax.stop_gradient(w) * jnp.mean(div.f_log(jax.lax.stop_gradient(log_r)), axis=1))
+    return surrogate, estimate
+
+
+def fdiv_grad(key, q, log_density: Callable, num_samples: int, divergence: str = "reverse_kl",
+              estimator: str = "path", ratio_scaling: str = "none"):
+    """(D̂_f, gradient) with `num_samples` fresh draws (per component); the gradient has q's pytree structure."""
+    noise = jax.random.normal(key, noise_shape(q, num_samples), dtype=jnp.result_type(q.means if isinstance(q, M.Mixture) else q.mean))
+    (_, estimate), grad = jax.value_and_grad(fdiv_loss, has_aux=True)(q, noise, log_density, divergence, estimator, ratio_scaling)
+    return estimate, grad
 
 
 def kl_loss(q: G.AnyGaussian, noise, log_density: Callable, estimator: str = "path") -> jax.Array:
@@ -72,28 +144,75 @@ def gradient_variance(key, q: G.AnyGaussian, log_density: Callable, num_samples:
     return jnp.sum(jnp.var(flat, axis=0, ddof=1))
 
 
-def build(log_density: Callable, optimizer: optax.GradientTransformation, num_samples: int, estimator: str = "path") -> Algorithm:
+def build(log_density: Callable, optimizer: optax.GradientTransformation, num_samples: int, estimator: str = "path",
+          divergence: str = "reverse_kl", ratio_scaling: str = "none") -> Algorithm:
     """BBVI as an `Algorithm`: `init(q0) -> BBVIState`, `step(key, state) -> (BBVIState, BBVIInfo)`.
 
-    Each step draws `num_samples` standard-normal vectors, forms the rep or path gradient of KL(q‖p), and applies
-    one update of `optimizer` (plain `optax.sgd(η)` gives the Euler scheme of Part I).
+    Each step draws `num_samples` standard-normal vectors (per component for a mixture), forms the rep or path
+    gradient of the divergence, and applies one update of `optimizer` (plain `optax.sgd(η)` gives the Euler scheme
+    of Part I). `q0` may be a Gaussian, a DiagGaussian or a `wvi.mixtures.Mixture`; the info's loss is D̂_f.
     """
     check_choice(estimator, ESTIMATORS, "estimator")
+    divergences.get(divergence)
+    check_choice(ratio_scaling, RATIO_SCALINGS, "ratio_scaling")
+    if estimator == "rep" and divergence != "reverse_kl":
+        raise ValueError(f"estimator 'rep' is defined for divergence 'reverse_kl' only; got divergence {divergence!r}")
     if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive integer; got {num_samples!r}")
     if not callable(log_density):
         raise ValueError(f"log_density must be a function x -> log p(x); got {type(log_density).__name__}")
 
-    def init(q0: G.AnyGaussian) -> BBVIState:
-        G.check(q0, "q0")
+    def init(q0) -> BBVIState:
+        check_family(q0, "q0")
         check_log_density(log_density, q0)
         return BBVIState(q0, optimizer.init(q0))
 
     def step(key, state: BBVIState):
-        loss, grad = kl_grad(key, state.q, log_density, num_samples, estimator)
+        if divergence == "reverse_kl" and not isinstance(state.q, M.Mixture):
+            loss, grad = kl_grad(key, state.q, log_density, num_samples, estimator)
+        else:
+            loss, grad = fdiv_grad(key, state.q, log_density, num_samples, divergence, estimator, ratio_scaling)
         updates, opt_state = optimizer.update(grad, state.opt_state, state.q)
         q = optax.apply_updates(state.q, updates)
         grad_norm = jnp.sqrt(sum(jnp.vdot(g, g) for g in jax.tree_util.tree_leaves(grad)))
         return BBVIState(q, opt_state), BBVIInfo(loss, grad_norm)
+
+    return Algorithm(init, step)
+
+
+class NGVIState(NamedTuple):
+    mean: jax.Array
+    precision: jax.Array  # P = Σ⁻¹
+
+
+def ngvi(log_density: Callable, step_size: float, num_samples: int, safeguard: bool = True) -> Algorithm:
+    """Natural-gradient VI for a full-covariance Gaussian (the Bayesian learning rule; module docstring).
+
+    init(q0: Gaussian) -> NGVIState; step(key, state) draws z ~ N(0, I) of shape (n, d), x = m + L⁻ᵀz with P = LLᵀ,
+    and averages ∇(−log p) and ∇²(−log p) (exact per sample) over the draws. `safeguard` adds Lin et al.'s
+    β²/2 G P⁻¹ G, which keeps P positive definite where p's Hessian is indefinite.
+    """
+    if not callable(log_density):
+        raise ValueError(f"log_density must be a function x -> log p(x); got {type(log_density).__name__}")
+    if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer; got {num_samples!r}")
+    if not step_size > 0:
+        raise ValueError(f"step_size must be positive; got {step_size!r}")
+    neg_grad = jax.vmap(jax.grad(lambda x: -log_density(x)))
+    neg_hess = jax.vmap(jax.hessian(lambda x: -log_density(x)))
+
+    def init(q0: G.AnyGaussian) -> NGVIState:
+        G.check(q0, "q0")
+        check_log_density(log_density, q0)
+        return NGVIState(q0.mean, jnp.linalg.inv(G.covariance(q0)))
+
+    def step(key, state: NGVIState):
+        noise = jax.random.normal(key, (num_samples, state.mean.shape[0]), dtype=state.mean.dtype)
+        x = M.gaussian_draws(state.mean, state.precision, noise)
+        g, h = jnp.mean(neg_grad(x), axis=0), jnp.mean(neg_hess(x), axis=0)
+        q = G.Gaussian(state.mean, jnp.linalg.cholesky(jnp.linalg.inv(state.precision)))
+        loss = jnp.mean(G.log_prob(q, x) - jax.vmap(log_density)(x))
+        mean, precision = M.blr_update(state.mean, state.precision, g, h, step_size, safeguard)
+        return NGVIState(mean, precision), BBVIInfo(loss, jnp.linalg.norm(g))
 
     return Algorithm(init, step)

@@ -263,3 +263,34 @@ def expect(q: AnyGaussian, f, num_points: int = 10):
     w = jnp.asarray(w / np.sqrt(2 * np.pi) ** d, dtype=z.dtype)
     values = jax.vmap(f)(reparameterize(q, z))
     return jax.tree_util.tree_map(lambda v: jnp.tensordot(w, v, axes=1), values)
+
+
+def best_gaussian(log_density, q0: Gaussian, num_points: int = 10):
+    """The Gaussian closest to p in reverse KL: minimises KL(q‖p) − log Z = −H(q) − E_q[log p] over the mean and a
+    lower-triangular scale (log-diagonal), by scipy's BFGS from q0, with E_q by Gauss–Hermite quadrature (`expect`).
+
+    Exact when log p is a polynomial of degree ≤ 2·num_points − 1 (the Rosenbrock banana of Part II has degree 4).
+    Returns (the Gaussian, the minimised KL(q‖p) − log Z). Raises a RuntimeError when BFGS does not converge.
+    """
+    import scipy.optimize
+
+    check(q0, "q0")
+    d = dim(q0)
+    rows, cols = np.tril_indices(d, k=-1)
+
+    def unpack(theta):
+        scale = jnp.diag(jnp.exp(theta[d : 2 * d])).at[rows, cols].set(theta[2 * d :])
+        return Gaussian(theta[:d], scale)
+
+    def objective(theta):
+        q = unpack(theta)
+        return -entropy(q) - expect(q, log_density, num_points)
+
+    chol = np.linalg.cholesky(np.asarray(covariance(q0), dtype=np.float64))
+    theta0 = np.concatenate([np.asarray(q0.mean, np.float64), np.log(np.diag(chol)), chol[rows, cols]])
+    value_and_grad = jax.jit(jax.value_and_grad(objective))
+    result = scipy.optimize.minimize(lambda t: tuple(np.asarray(v, np.float64) for v in value_and_grad(jnp.asarray(t))),
+                                     theta0, jac=True, method="BFGS", options=dict(gtol=1e-9))
+    if not np.isfinite(result.fun) or np.linalg.norm(result.jac) > 1e-5:
+        raise RuntimeError(f"best_gaussian did not converge: {result.message} (gradient norm {np.linalg.norm(result.jac):.2g})")
+    return unpack(jnp.asarray(result.x)), float(result.fun)

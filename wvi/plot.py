@@ -25,6 +25,13 @@ METHOD_COLORS = {
     "DRLE": 2,
     "Q* (DLE)": 7,
     "Q* (DRLE)": 5,
+    "reverse KL": 0,
+    "forward KL": 1,
+    "χ²": 2,
+    "Hellinger": 4,
+    "GFlow-VI": 0,
+    "NGFlow-VI": 3,
+    "SVGD": 8,
 }
 
 
@@ -62,6 +69,16 @@ def density(ax, log_density: Callable, xlim: Sequence[float], ylim: Sequence[flo
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     return ax
+
+
+def contours(ax, log_density: Callable, xlim: Sequence[float], ylim: Sequence[float], num: int = 150, levels: int = 4, **kwargs):
+    """Line contours of exp(log_density) on a num×num grid, to overlay a target on a filled density."""
+    xs, ys = np.linspace(*xlim, num), np.linspace(*ylim, num)
+    xx, yy = np.meshgrid(xs, ys)
+    values = np.exp(np.asarray(log_density(np.stack([xx.ravel(), yy.ravel()], axis=-1))).reshape(xx.shape))
+    kwargs.setdefault("colors", "k")
+    kwargs.setdefault("linewidths", 0.6)
+    return ax.contour(xx, yy, values, levels=levels, **kwargs)
 
 
 def ellipse(ax, mean, cov, num_std: float = 2.0, **kwargs):
@@ -140,3 +157,30 @@ def predictive_band(ax, x, mean, std, label: str, num_std: float = 2.0, **kwargs
     (line,) = ax.plot(x, mean, label=label, lw=1.5, **kwargs)
     ax.fill_between(x, mean - num_std * std, mean + num_std * std, color=line.get_color(), alpha=0.25, lw=0)
     return line
+
+
+def mixture_ellipses(ax, means, covs, weights, label: str, num_std: float = 2.0, **kwargs):
+    """The components of a 2D mixture as num_std ellipses, line width growing with the weight, centres as dots."""
+    means, covs, weights = np.asarray(means), np.asarray(covs), np.asarray(weights)
+    kwargs.setdefault("color", color(label))
+    for k, (m, c, w) in enumerate(zip(means, covs, weights)):
+        ellipse(ax, m, c, num_std=num_std, lw=0.6 + 2.5 * float(w), label=label if k == 0 else None, **kwargs)
+    ax.scatter(means[:, 0], means[:, 1], s=10, color=kwargs["color"], zorder=3)
+    return ax
+
+
+def animation(fig, draw_frame: Callable[[int], None], num_frames: int, interval_ms: int = 120):
+    """An embedded JavaScript/HTML animation of a flow: `draw_frame(i)` redraws `fig` for frame i.
+
+    Returns an `IPython.display.HTML` object (display it as a cell's last value); the figure is closed so that no
+    static copy is printed below it. Pair it with a static figure of a few frames for readers without JavaScript.
+    """
+    from IPython.display import HTML
+    from matplotlib.animation import FuncAnimation
+
+    if not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
+        raise ValueError(f"num_frames must be a positive integer; got {num_frames!r}")
+    anim = FuncAnimation(fig, draw_frame, frames=int(num_frames), interval=interval_ms)
+    html = anim.to_jshtml(default_mode="once")
+    plt.close(fig)
+    return HTML(html)
