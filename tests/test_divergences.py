@@ -69,3 +69,15 @@ def test_quadrature_refuses_a_grid_that_misses_mass():
     assert abs(float(divergences.on_grid_fns("reverse_kl", log_q, log_q, wide))) < 1e-12
     with pytest.raises(ValueError, match="the grid holds mass 0.68"):
         divergences.on_grid_fns("reverse_kl", log_q, log_q, narrow)
+
+
+def test_gaussian_optima_1d_finds_the_target_and_every_mode():
+    g = divergences.grid([(-15, 15)], 3000)
+    log_p = G.log_prob(G.Gaussian(jnp.array([0.7]), jnp.array([[1.3]])), g.points)
+    (optimum,) = divergences.gaussian_optima_1d("reverse_kl", log_p, g, [-2.0, 0.0, 3.0])
+    assert abs(optimum.mean - 0.7) < 1e-5 and abs(optimum.std - 1.3) < 1e-5 and abs(optimum.value) < 1e-8
+    # two far-apart equal modes: reverse KL has a local minimum on each
+    two = jnp.logaddexp(G.log_prob(G.Gaussian(jnp.array([-5.0]), jnp.eye(1)), g.points),
+                        G.log_prob(G.Gaussian(jnp.array([5.0]), jnp.eye(1)), g.points)) - jnp.log(2.0)
+    means = sorted(round(o.mean) for o in divergences.gaussian_optima_1d("reverse_kl", two, g, [-6.0, 6.0], [1.0]))
+    assert means == [-5, 5]

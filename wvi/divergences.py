@@ -110,3 +110,36 @@ def on_grid_fns(name: str, log_q: Callable, log_p: Callable, g: Grid, min_mass: 
             raise ValueError(f"the grid holds mass {mass:.4f} of {label}; expected 1 within {1 - min_mass:.0e}: "
                              "widen or refine the grid (or normalise the density)")
     return on_grid(name, lq, lp, g.cell_volume)
+
+
+class Optimum(NamedTuple):
+    mean: float
+    std: float
+    value: float  # D_f(N(mean, std²) ‖ p) by quadrature
+
+
+def gaussian_optima_1d(name: str, log_p, g: Grid, start_means, start_stds=(0.3, 1.0, 3.0)) -> list:
+    """Every distinct local minimum of D_f(N(m, s²) ‖ p) over (m, log s) for a 1D density given on the grid `g`
+    (log_p: its values at g.points), found by scipy's BFGS from each (start mean, start std) pair; sorted by value.
+    Minima closer than 0.01 in both m and s are merged (Part II, "Mixtures in 1D")."""
+    import scipy.optimize
+
+    if len(g.shape) != 1:
+        raise ValueError(f"gaussian_optima_1d needs a 1D grid; got a grid of shape {g.shape}")
+    get(name)
+    x = g.points[:, 0]
+    log_p = jnp.asarray(log_p)
+
+    def objective(theta):
+        log_q = -0.5 * ((x - theta[0]) / jnp.exp(theta[1])) ** 2 - theta[1] - 0.5 * jnp.log(2 * jnp.pi)
+        return on_grid(name, log_q, log_p, g.cell_volume)
+
+    value_and_grad = jax.jit(jax.value_and_grad(objective))
+    found = {}
+    for m0 in np.asarray(start_means, dtype=float):
+        for s0 in np.asarray(start_stds, dtype=float):
+            r = scipy.optimize.minimize(lambda t: tuple(np.asarray(v, np.float64) for v in value_and_grad(jnp.asarray(t))),
+                                        [m0, np.log(s0)], jac=True, method="BFGS")
+            optimum = Optimum(float(r.x[0]), float(np.exp(r.x[1])), float(r.fun))
+            found.setdefault((round(optimum.mean, 2), round(optimum.std, 2)), optimum)
+    return sorted(found.values(), key=lambda o: o.value)
