@@ -122,17 +122,14 @@ def fdiv_grad(key, q, log_density: Callable, num_samples: int, divergence: str =
 
 
 def kl_loss(q: G.AnyGaussian, noise, log_density: Callable, estimator: str = "path") -> jax.Array:
-    """The Monte Carlo loss L above for standard-normal `noise` of shape (n, d); its gradient is the estimator."""
-    check_choice(estimator, ESTIMATORS, "estimator")
-    x = G.reparameterize(q, noise)
-    q_density = q if estimator == "rep" else jax.lax.stop_gradient(q)
-    return jnp.mean(G.log_prob(q_density, x) - jax.vmap(log_density)(x))
+    """The Monte Carlo loss L above for standard-normal `noise` of shape (n, d); its gradient is the estimator.
+    It is the reverse-KL case of `fdiv_loss`, whose surrogate −mean(log r − 1) is L + 1."""
+    return fdiv_loss(q, noise, log_density, "reverse_kl", estimator)[0] - 1.0
 
 
 def kl_grad(key, q: G.AnyGaussian, log_density: Callable, num_samples: int, estimator: str = "path"):
     """(loss, gradient) of `kl_loss` with `num_samples` fresh draws; the gradient has q's pytree structure."""
-    noise = jax.random.normal(key, (num_samples, G.dim(q)), dtype=jnp.result_type(q.mean))
-    return jax.value_and_grad(kl_loss)(q, noise, log_density, estimator)
+    return fdiv_grad(key, q, log_density, num_samples, "reverse_kl", estimator)
 
 
 def gradient_variance(key, q: G.AnyGaussian, log_density: Callable, num_samples: int, estimator: str, num_repeats: int = 1000):
@@ -168,10 +165,7 @@ def build(log_density: Callable, optimizer: optax.GradientTransformation, num_sa
         return BBVIState(q0, optimizer.init(q0))
 
     def step(key, state: BBVIState):
-        if divergence == "reverse_kl" and not isinstance(state.q, M.Mixture):
-            loss, grad = kl_grad(key, state.q, log_density, num_samples, estimator)
-        else:
-            loss, grad = fdiv_grad(key, state.q, log_density, num_samples, divergence, estimator, ratio_scaling)
+        loss, grad = fdiv_grad(key, state.q, log_density, num_samples, divergence, estimator, ratio_scaling)
         updates, opt_state = optimizer.update(grad, state.opt_state, state.q)
         q = optax.apply_updates(state.q, updates)
         grad_norm = jnp.sqrt(sum(jnp.vdot(g, g) for g in jax.tree_util.tree_leaves(grad)))

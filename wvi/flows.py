@@ -179,6 +179,13 @@ def solve_bw_ode(q0: G.AnyGaussian, target: G.AnyGaussian, times, rtol: float = 
     return BWState(y[:, :d], 0.5 * (cov + np.swapaxes(cov, 1, 2)))
 
 
+def _checked_particles(particles) -> jax.Array:
+    particles = jnp.asarray(particles)
+    check_ndim(particles, 2, "particles", "an array of shape (num_particles, d)")
+    check_finite(particles, "particles")
+    return particles
+
+
 def langevin(log_density: Callable, step_size: float) -> Algorithm:
     """Unadjusted Langevin particles: x ← x + η∇log p(x) + √(2η) ξ, ξ ~ N(0, I).
 
@@ -190,10 +197,7 @@ def langevin(log_density: Callable, step_size: float) -> Algorithm:
     grad_log_density = jax.vmap(jax.grad(log_density))
 
     def init(particles) -> ParticleState:
-        particles = jnp.asarray(particles)
-        check_ndim(particles, 2, "particles", "an array of shape (num_particles, d)")
-        check_finite(particles, "particles")
-        return ParticleState(particles)
+        return ParticleState(_checked_particles(particles))
 
     def step(key, state: ParticleState):
         x = state.particles
@@ -234,9 +238,7 @@ def svgd(log_density: Callable, optimizer: optax.GradientTransformation, bandwid
     grad_log_density = jax.vmap(jax.grad(log_density))
 
     def init(particles) -> SVGDState:
-        particles = jnp.asarray(particles)
-        check_ndim(particles, 2, "particles", "an array of shape (num_particles, d)")
-        check_finite(particles, "particles")
+        particles = _checked_particles(particles)
         if particles.shape[0] < 2:
             raise ValueError(f"SVGD needs at least 2 particles; got {particles.shape[0]}")
         return SVGDState(particles, optimizer.init(particles))
