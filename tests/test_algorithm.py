@@ -1,6 +1,7 @@
 """Tests of wvi.algorithm.run: tracing, reproducibility, and the divergence report."""
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from wvi.algorithm import Algorithm, DivergenceError, prepend, replicate, run, seconds_per_step
@@ -75,3 +76,25 @@ def test_seconds_per_step_is_positive_and_checks_its_argument():
     assert 0 < seconds_per_step(algorithm, jnp.zeros(3), num_steps=3) < 10
     with pytest.raises(ValueError, match="num_steps"):
         seconds_per_step(algorithm, jnp.zeros(3), num_steps=0)
+
+
+def test_python_loop_matches_scan_and_reports_divergence():
+    from wvi import algorithm
+
+    def step(key, x):
+        new = 1.5 * x + 0.01 * jax.random.normal(key, x.shape)
+        return new, {"norm": jnp.sum(new ** 2)}
+
+    algo = algorithm.Algorithm(lambda x: x, step)
+    a, trace_a = algorithm.run(jax.random.key(0), algo, jnp.ones(3), 20)
+    b, trace_b = algorithm.run(jax.random.key(0), algo, jnp.ones(3), 20, loop="python")
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+    np.testing.assert_allclose(trace_a[1]["norm"], trace_b[1]["norm"], rtol=1e-6)
+    messages = []
+    for loop in algorithm.LOOPS:
+        with pytest.raises(algorithm.DivergenceError, match=r"diverged at step \d+ of 2000: info\['norm'\]") as err:
+            algorithm.run(jax.random.key(0), algo, jnp.ones(3), 2000, loop=loop)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]
+    with pytest.raises(ValueError, match="unknown loop 'while'"):
+        algorithm.run(jax.random.key(0), algo, jnp.ones(3), 5, loop="while")

@@ -94,3 +94,17 @@ def test_toy_regression_leaves_the_gaps_empty():
     assert not np.any(((x > 1.5) & (x < 3.0)) | ((x > 4.5) & (x < 6.0)))
     # residuals from x sin x have the stated noise std (90 draws: standard error 0.25/sqrt(180))
     assert abs(np.std(y - x[:, 0] * np.sin(x[:, 0])) - 0.25) < 5 * 0.25 / np.sqrt(180)
+
+
+def test_digits_split_is_seeded_stratified_and_offline():
+    d = data.digits(test_fraction=0.25, seed=0)
+    assert d.x_train.shape == (1347, 64) and d.x_test.shape == (450, 64) and d.num_classes == 10
+    assert d.x_train.min() >= 0 and d.x_train.max() <= 1
+    # stratified: each class's share of the test set is its share of the data, up to one image
+    shares = np.bincount(np.concatenate([d.y_train, d.y_test])) / 1797
+    assert np.all(np.abs(np.bincount(d.y_test) - 450 * shares) <= 1)
+    again = data.digits(test_fraction=0.25, seed=0, images=True)
+    np.testing.assert_array_equal(again.x_train.reshape(-1, 64), d.x_train)
+    assert again.x_train.shape[1:] == (8, 8, 1)
+    with pytest.raises(ValueError, match=r"test_fraction must be in \(0, 1\)"):
+        data.digits(test_fraction=1.5)

@@ -70,3 +70,24 @@ def test_contours_draw_lines_of_the_density():
     cs = plot.contours(ax, lambda x: -0.5 * np.sum(x**2, axis=-1), (-3, 3), (-3, 3), levels=3)
     assert len(cs.levels) >= 3 and 0 <= min(cs.levels) and max(cs.levels) <= 1  # exp(−‖x‖²/2) peaks at 1
     plt.close(fig)
+
+
+def test_barrier_curve_draws_the_curve_the_chord_and_the_barrier():
+    from wvi.barrier import BarrierCurve
+    fig, ax = plt.subplots()
+    curve = BarrierCurve(np.linspace(0, 1, 5), np.array([1.0, 1.5, 2.0, 1.5, 1.0]), 1.0, 0.5)
+    line = plot.barrier_curve(ax, curve, "naive")
+    assert line.get_label() == "naive" and line.get_color() == plot.color("naive")
+    assert len(ax.lines) == 3
+    np.testing.assert_allclose(ax.lines[2].get_ydata(), [1.0, 2.0])  # the barrier segment, chord to curve at τ = 0.5
+    assert "τ" in ax.get_xlabel()
+    plt.close(fig)
+
+
+def test_plane_slice_marks_the_named_points():
+    fig, ax = plt.subplots()
+    xs, ys = np.linspace(0, 1, 5), np.linspace(0, 2, 6)
+    values = -np.add.outer(ys ** 2, xs ** 2)
+    plot.plane_slice(ax, xs, ys, values, {"q0": (0.0, 0.0), "q1": (1.0, 2.0)}, floor=-3.0)
+    assert [t.get_text() for t in ax.texts] == ["q0", "q1"]
+    plt.close(fig)

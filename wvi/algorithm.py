@@ -11,7 +11,7 @@ independent copies side by side with `vmap`; `prepend` puts the starting point i
 """
 from __future__ import annotations
 
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -67,7 +67,34 @@ def _state_and_info(state, info):
     return state, info
 
 
-def run(key, algorithm: Algorithm, state, num_steps: int, trace_fn: Optional[Callable] = None, name: str = "the run"):
+@lru_cache(maxsize=32)
+def _jitted_step(step, trace_fn):
+    def one(key, state):
+        new_state, info = step(key, state)
+        return new_state, trace_fn(new_state, info), _all_finite(new_state) & _all_finite(info)
+
+    return jax.jit(one)
+
+
+def _python_loop(key, state, step, num_steps, trace_fn):
+    """The same iteration as `_scan` (same keys), as a Python loop over one jitted step."""
+    one = _jitted_step(step, trace_fn)
+    keys = jax.random.split(key, num_steps)
+    traces = []
+    for n, k in enumerate(keys, start=1):
+        new_state, trace, finite = one(k, state)
+        if not bool(finite):
+            return new_state, jnp.array(n), state, keys, None
+        traces.append(trace)
+        state = new_state
+    return state, jnp.array(0), state, keys, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *traces)
+
+
+LOOPS = ("scan", "python")
+
+
+def run(key, algorithm: Algorithm, state, num_steps: int, trace_fn: Optional[Callable] = None, name: str = "the run",
+        steps_before: int = 0, total_steps: Optional[int] = None, loop: str = "scan"):
     """Run `num_steps` steps of `algorithm` from `state` with keys split from `key`.
 
     Returns `(final_state, trace)`, where `trace` stacks `trace_fn(state, info)` after every step along a leading
@@ -76,16 +103,26 @@ def run(key, algorithm: Algorithm, state, num_steps: int, trace_fn: Optional[Cal
 
     The compiled program is cached per (algorithm.step, num_steps, trace_fn): calling `run` again with the same
     objects reuses it, while a new `lambda` as `trace_fn` on every call compiles anew.
+
+    A long run cut into chunks (to show progress, say) passes `steps_before` (steps already taken) and
+    `total_steps`, so that the error names the step of the whole run.
+
+    `loop="python"` iterates one jitted step from Python instead of `lax.scan`, with the same keys and result. Use it
+    for convolutional networks on CPU, where XLA runs the gradients of convolutions several times slower inside a
+    compiled loop than in a single jitted step (`benchmarks/train_throughput.py` measures it).
     """
     if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive integer; got {num_steps!r}")
-    final, first_bad, before_bad, keys, trace = _scan(key, state, algorithm.step, int(num_steps), trace_fn or _state_and_info)
+    if loop not in LOOPS:
+        raise ValueError(f"unknown loop {loop!r}; expected one of {', '.join(map(repr, LOOPS))}")
+    iterate = _scan if loop == "scan" else _python_loop
+    final, first_bad, before_bad, keys, trace = iterate(key, state, algorithm.step, int(num_steps), trace_fn or _state_and_info)
     first_bad = int(first_bad)
     if first_bad:
         # Redo the one step that broke (jitted, as in the run) to name the quantity that became non-finite.
         bad_state, bad_info = jax.jit(algorithm.step)(keys[first_bad - 1], before_bad)
         raise DivergenceError(
-            f"{name} diverged at step {first_bad} of {num_steps}: {_first_bad_field(bad_state, bad_info)} became "
+            f"{name} diverged at step {first_bad + steps_before} of {total_steps or num_steps}: {_first_bad_field(bad_state, bad_info)} became "
             f"NaN or infinite. Usual causes: a step size too large for the target's curvature, or a log density "
             f"that is not finite where the approximation puts mass."
         )

@@ -210,3 +210,29 @@ def toy_regression(seed: int, num_points: int = 90, noise_std: float = 0.25,
             xs.append(x)
     x = np.sort(np.asarray(xs))
     return x[:, None], x * np.sin(x) + noise_std * rng.standard_normal(num_points)
+
+
+class ClassificationSplit(NamedTuple):
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+
+def digits(test_fraction: float = 0.25, seed: int = 0, images: bool = False) -> ClassificationSplit:
+    """scikit-learn's 8×8 handwritten digits (1797 images, 10 classes; shipped with scikit-learn, no download),
+    split at random with `seed` (stratified by class). Pixels are scaled from 0..16 to [0, 1]; inputs are flat
+    (N, 64), or images (N, 8, 8, 1) when `images`. Labels are integers 0..9."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction}")
+    bunch = load_digits()
+    x = bunch.data.astype(np.float32) / 16.0
+    y = bunch.target.astype(np.int32)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
+    if images:
+        x_tr, x_te = x_tr.reshape(-1, 8, 8, 1), x_te.reshape(-1, 8, 8, 1)
+    return ClassificationSplit(x_tr, y_tr, x_te, y_te, 10)

@@ -32,6 +32,10 @@ METHOD_COLORS = {
     "GFlow-VI": 0,
     "NGFlow-VI": 3,
     "SVGD": 8,
+    "naive": 3,
+    "aligned": 0,
+    "MAP": 2,
+    "mixture path": 4,
 }
 
 
@@ -184,3 +188,35 @@ def animation(fig, draw_frame: Callable[[int], None], num_frames: int, interval_
     html = anim.to_jshtml(default_mode="once")
     plt.close(fig)
     return HTML(html)
+
+
+def barrier_curve(ax, curve, label: str, color_name: str | None = None, chord: bool = True, **kwargs):
+    """A loss curve ℓ(q_τ) along a path (a `wvi.barrier.BarrierCurve`), the chord between its ends dotted and the
+    barrier drawn as a vertical segment at the τ attaining it; coloured by `color_name` (default: `label`)."""
+    taus, losses = np.asarray(curve.taus), np.asarray(curve.losses)
+    kwargs.setdefault("color", color(color_name or label))
+    kwargs.setdefault("marker", "o")
+    kwargs.setdefault("ms", 3)
+    (line,) = ax.plot(taus, losses, label=label, **kwargs)
+    if chord:
+        ax.plot([0, 1], [losses[0], losses[-1]], ":", color=line.get_color(), lw=1)
+        t = curve.tau_max
+        base = (1 - t) * losses[0] + t * losses[-1]
+        ax.plot([t, t], [base, base + curve.barrier], "-", color=line.get_color(), lw=3, alpha=0.5)
+    ax.set_xlabel("τ (position on the path)")
+    ax.set_ylabel("negative log likelihood (nats / point)")
+    return line
+
+
+def plane_slice(ax, xs, ys, values, points: dict, levels: int = 20, cmap: str = "viridis", floor: float | None = None):
+    """Filled contours of `values[i, j]` at (xs[j], ys[i]) (e.g. a log posterior on a `wvi.barrier.Plane`), values
+    below `floor` clipped to it, with named points {label: (x, y)} marked and labelled; returns the colour mappable."""
+    values = np.asarray(values, float)
+    if floor is not None:
+        values = np.maximum(values, floor)
+    mappable = ax.contourf(np.asarray(xs), np.asarray(ys), values, levels=levels, cmap=cmap)
+    for label, (x, y) in points.items():
+        ax.plot(x, y, "o", color="w", mec="k", ms=7)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 6), color="w", fontweight="bold")
+    ax.set_aspect("equal")
+    return mappable

@@ -1,0 +1,151 @@
+"""Tests of wvi.align: permutation specs, `permute`, and Algorithm 1 (`align`) with its three costs."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wvi import align, nn
+
+
+def _f32(tree):
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), tree)
+
+
+def _inverse_ok(planted, found):
+    """found undoes planted: P_found # (P_planted # q) = q, i.e. planted[found] = identity."""
+    return all(np.array_equal(np.asarray(planted[p])[np.asarray(found[p])], np.arange(len(planted[p]))) for p in planted)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_permuted_mlp_computes_the_same_function_in_float32(activation):
+    params = _f32(nn.mlp_he_init(jax.random.key(0), [20, 64, 32, 48, 5]))
+    spec = align.mlp_spec(params)
+    perms = align.random_perms(jax.random.key(1), spec, params)
+    assert not all(np.array_equal(p, np.arange(len(p))) for p in perms.values())
+    x = jax.random.normal(jax.random.key(2), (16, 20), jnp.float32)
+    out, out_p = nn.mlp_apply(params, x, activation), nn.mlp_apply(align.permute(params, spec, perms), x, activation)
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(out_p, out, atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["frn", "layernorm"])
+def test_permuted_resnet20_computes_the_same_function_in_float32(norm):
+    params = _f32(nn.resnet20_init(jax.random.key(0), num_classes=10, in_channels=3, width=1, norm=norm))
+    spec = align.resnet20_spec(params)
+    sizes = align.check_spec(spec, params)
+    assert sizes["res0"] == 16 and sizes["res2"] == 64 and len(sizes) == 3 + 9
+    perms = align.random_perms(jax.random.key(1), spec, params)
+    x = jax.random.normal(jax.random.key(2), (4, 12, 12, 3), jnp.float32)
+    out, out_p = nn.resnet20_apply(params, x), nn.resnet20_apply(align.permute(params, spec, perms), x)
+    np.testing.assert_allclose(out_p, out, atol=1e-5)
+    # and permuting only the residual stream of group 1 is a real change to the parameters
+    assert not np.allclose(align.permute(params, spec, perms)["blocks"][4]["conv2"], params["blocks"][4]["conv2"])
+
+
+def test_permute_acts_on_means_and_stds_alike():
+    mean = nn.mlp_he_init(jax.random.key(0), [3, 6, 2])
+    std = jax.tree_util.tree_map(lambda a: 0.1 + jnp.abs(a), mean)
+    q = nn.meanfield(mean, std)
+    spec = align.mlp_spec(mean)
+    perms = align.random_perms(jax.random.key(1), spec, mean)
+    qp = align.permute(q, spec, perms)
+    assert isinstance(qp, nn.MeanField)
+    np.testing.assert_allclose(qp.mean[0]["w"], mean[0]["w"][:, perms["P0"]])
+    np.testing.assert_allclose(qp.std[0]["w"], std[0]["w"][:, perms["P0"]])
+    np.testing.assert_allclose(qp.std[1]["w"], std[1]["w"][perms["P0"], :])
+
+
+def _planted(key, sizes, noise, std_spread=True):
+    """A random mean-field network q0 and a permuted, slightly perturbed copy q1."""
+    k0, k1, k2, k3 = jax.random.split(key, 4)
+    mean = nn.mlp_he_init(k0, sizes)
+    std = jax.tree_util.tree_map(lambda a, k: 0.05 * jnp.exp(0.5 * jax.random.normal(k, a.shape)) if std_spread else 0.05 + 0 * a,
+                                 mean, _keys_like(k1, mean))
+    q0 = nn.meanfield(mean, std)
+    spec = align.mlp_spec(mean)
+    perms = align.random_perms(k2, spec, mean)
+    noisy = jax.tree_util.tree_map(lambda a, k: a + noise * jax.random.normal(k, a.shape), mean, _keys_like(k3, mean))
+    return q0, align.permute(nn.MeanField(noisy, q0.log_std), spec, perms), spec, perms
+
+
+def _keys_like(key, tree):
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return jax.tree_util.tree_unflatten(treedef, list(jax.random.split(key, len(leaves))))
+
+
+@pytest.mark.parametrize("cost", ["wasserstein", "mean", "kl"])
+def test_align_recovers_a_planted_permutation(cost):
+    q0, q1, spec, planted = _planted(jax.random.key(3), [10, 32, 32, 32, 4], noise=1e-3)
+    result = align.align(q0, q1, spec, cost=cost, key=jax.random.key(4))
+    assert _inverse_ok(planted, result.perms)
+    assert np.all(np.diff(result.objectives) >= -1e-9)  # the objective never decreases across sweeps
+    assert result.objectives[-1] > result.objectives[0]
+    aligned = align.permute(q1, spec, result.perms)
+    np.testing.assert_allclose(aligned.mean[1]["w"], q0.mean[1]["w"], atol=1e-2)
+
+
+def test_align_recovers_a_planted_resnet_permutation_with_the_wasserstein_cost():
+    mean = nn.resnet20_init(jax.random.key(0), num_classes=3, in_channels=1, width=1)
+    q0 = nn.meanfield(mean, 0.02)
+    spec = align.resnet20_spec(mean)
+    planted = align.random_perms(jax.random.key(1), spec, mean)
+    noisy = jax.tree_util.tree_map(lambda a, k: a + 1e-3 * jax.random.normal(k, a.shape), mean, _keys_like(jax.random.key(2), mean))
+    q1 = align.permute(nn.MeanField(noisy, q0.log_std), spec, planted)
+    result = align.align(q0, q1, spec, key=jax.random.key(5))
+    assert _inverse_ok(planted, result.perms)
+
+
+def test_only_the_wasserstein_cost_sees_permuted_standard_deviations():
+    # Fig. A13 of Rossi et al.: two Gaussians on one 2-unit layer, mirror images about the diagonal with equal means.
+    q0 = nn.meanfield({"w": jnp.array([1.0, 1.0])}, {"w": jnp.array([1.0, 0.2])})
+    q1 = nn.meanfield({"w": jnp.array([1.0, 1.0])}, {"w": jnp.array([0.2, 1.0])})
+    spec = align.permutation_spec({"['w']": ("P",)})
+    assert align.align(q0, q1, spec, cost="kl").perms["P"].tolist() == [0, 1]
+    assert align.align(q0, q1, spec, cost="mean").perms["P"].tolist() == [0, 1]
+    assert align.align(q0, q1, spec, cost="wasserstein").perms["P"].tolist() == [1, 0]
+
+
+def test_objective_is_the_wasserstein_distance_it_minimises():
+    q0, q1, spec, _ = _planted(jax.random.key(7), [5, 8, 3], noise=0.3)
+    from wvi import barrier
+
+    result = align.align(q0, q1, spec)
+    # W2²(P#q1, q0) = ‖m0‖² + ‖m1‖² + ‖s0‖² + ‖s1‖² − 2·objective
+    norms = sum(float(jnp.sum(a ** 2)) for a in jax.tree_util.tree_leaves((q0.mean, q1.mean, q0.std, q1.std)))
+    w2 = barrier.w2_squared(q0, align.permute(q1, spec, result.perms))
+    np.testing.assert_allclose(w2, norms - 2 * result.objectives[-1], rtol=1e-9)
+    assert w2 <= barrier.w2_squared(q0, q1) + 1e-12
+
+
+def test_specs_that_do_not_fit_name_the_leaf():
+    params = nn.mlp_he_init(jax.random.key(0), [3, 4, 2])
+    spec = align.mlp_spec(params)
+    missing = align.permutation_spec({k: v for k, v in spec.axes_to_perm.items() if k != "[1]['b']"})
+    with pytest.raises(ValueError, match=r"no entry for leaf \[1\]\['b'\]"):
+        align.check_spec(missing, params)
+    wrong = align.mlp_spec(nn.mlp_he_init(jax.random.key(0), [3, 5, 2]))  # hidden width 5, not 4
+    bad = jax.tree_util.tree_map(lambda a: a, params)
+    bad[0]["b"] = jnp.zeros(5)
+    with pytest.raises(ValueError, match=r"permutation 'P0' acts on axis 0 of leaf \[0\]\['b'\] \(size 5\)"):
+        align.check_spec(spec, bad)
+    with pytest.raises(ValueError, match=r"leaf \[0\]\['w'\], which has shape \(3, 4\)"):
+        align.check_spec(align.permutation_spec({**spec.axes_to_perm, "[0]['w']": ("P0",)}), params)
+    with pytest.raises(ValueError, match=r"names leaf \[2\]\['w'\]"):
+        align.check_spec(align.mlp_spec(nn.mlp_he_init(jax.random.key(0), [3, 4, 4, 2])), params)
+    del wrong
+
+
+def test_bad_alignment_arguments():
+    params = nn.mlp_he_init(jax.random.key(0), [3, 4, 2])
+    q = nn.meanfield(params, 0.1)
+    spec = align.mlp_spec(params)
+    with pytest.raises(ValueError, match="unknown cost 'w2'; expected one of 'wasserstein', 'mean', 'kl'"):
+        align.align(q, q, spec, cost="w2")
+    with pytest.raises(ValueError, match="must be a wvi.nn.MeanField for cost 'wasserstein'"):
+        align.align(params, params, spec)
+    assert align.align(params, params, spec, cost="mean").sweeps == 1  # plain parameters: MAP weight matching
+    with pytest.raises(ValueError, match=r"perms\['P0'\] must be a permutation of range\(4\)"):
+        align.permute(params, spec, {"P0": np.array([0, 1, 1, 2])})
+    other = nn.meanfield(nn.mlp_he_init(jax.random.key(0), [3, 4, 3]), 0.1)
+    with pytest.raises(ValueError, match="same parameter structure and shapes"):
+        align.align(q, other, spec)

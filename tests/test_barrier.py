@@ -1,0 +1,97 @@
+"""Tests of wvi.barrier: the W2 geodesic between mean-field Gaussians, the mixture path and the loss barrier."""
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wvi import barrier, gaussian, nn
+
+
+def _pair():
+    m0 = nn.mlp_he_init(jax.random.key(0), [2, 5, 3])
+    m1 = nn.mlp_he_init(jax.random.key(1), [2, 5, 3])
+    return nn.meanfield(m0, 0.05), nn.meanfield(m1, jax.tree_util.tree_map(lambda a: 0.1 + 0 * a, m1))
+
+
+def test_geodesic_endpoints_are_q0_and_q1():
+    q0, q1 = _pair()
+    for tau, q in ((0.0, q0), (1.0, q1)):
+        g = barrier.geodesic(q0, q1, tau)
+        for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(q)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"tau must lie in \[0, 1\]"):
+        barrier.geodesic(q0, q1, 1.5)
+
+
+def test_geodesic_is_the_w2_geodesic_of_diagonal_gaussians():
+    # against the full-covariance closed form of wvi.gaussian: W2(q_t, q0) = t W2(q0, q1), W2(q_t, q1) = (1 − t) W2
+    m0, m1 = {"w": jnp.array([0.0, 1.0, -2.0])}, {"w": jnp.array([1.0, 0.5, 0.0])}
+    q0 = nn.meanfield(m0, {"w": jnp.array([0.5, 1.0, 2.0])})
+    q1 = nn.meanfield(m1, {"w": jnp.array([1.5, 0.2, 1.0])})
+
+    def full(q):
+        return gaussian.Gaussian(q.mean["w"], jnp.diag(q.std["w"]))
+
+    total = gaussian.w2(full(q0), full(q1))
+    np.testing.assert_allclose(total ** 2, barrier.w2_squared(q0, q1), rtol=1e-10)
+    for t in (0.25, 0.6):
+        qt = barrier.geodesic(q0, q1, t)
+        np.testing.assert_allclose(gaussian.w2(full(q0), full(qt)), t * total, rtol=1e-8)
+        np.testing.assert_allclose(gaussian.w2(full(qt), full(q1)), (1 - t) * total, rtol=1e-8)
+
+
+def test_barrier_from_losses():
+    taus = np.linspace(0, 1, 5)
+    b, t = barrier.barrier_from_losses(taus, [1.0, 2.0, 3.5, 2.5, 2.0])
+    assert b == pytest.approx(3.5 - 1.5) and t == 0.5
+    b, _ = barrier.barrier_from_losses(taus, [1.0, 1.0, 1.0, 1.0, 1.0])
+    assert b == 0.0
+    with pytest.raises(ValueError, match="non-finite values at tau"):
+        barrier.barrier_from_losses(taus, [1.0, np.nan, 1.0, 1.0, 1.0])
+
+
+def test_loss_curves_at_the_ends_match_the_predictives():
+    q0, q1 = _pair()
+    apply = partial(nn.mlp_apply, activation="relu")
+    x = jax.random.normal(jax.random.key(3), (40, 2))
+    y = jax.random.randint(jax.random.key(4), (40,), 0, 3)
+    key = jax.random.key(5)
+    ends = [-float(jnp.mean(nn.predictive_log_density(key, q, apply, x, y, 32))) for q in (q0, q1)]
+    for path in ("geodesic", "mixture"):
+        curve = barrier.loss_curve(key, q0, q1, apply, x, y, num_taus=5, num_samples=32, path=path)
+        np.testing.assert_allclose(curve.losses[[0, -1]], ends, rtol=1e-10)
+        assert curve.barrier >= 0.0
+    # the mixture's predictive is the mixture of predictives, so its loss is below the straight line (concavity)
+    mix = barrier.loss_curve(key, q0, q1, apply, x, y, num_taus=5, num_samples=32, path="mixture")
+    assert mix.barrier == 0.0
+    with pytest.raises(ValueError, match="unknown path 'linear'"):
+        barrier.loss_curve(key, q0, q1, apply, x, y, path="linear")
+
+
+def test_plane_passes_through_its_three_points():
+    thetas = [nn.mlp_he_init(jax.random.key(k), [2, 4, 3]) for k in range(3)]
+    p = barrier.plane(*thetas)
+    assert p.points.shape == (3, 2) and p.points[1, 1] == 0.0
+    np.testing.assert_allclose(float(jnp.vdot(p.u, p.v)), 0.0, atol=1e-6)
+    for theta, (x, y) in zip(thetas, p.points):
+        for a, b in zip(jax.tree_util.tree_leaves(barrier.plane_point(p, x, y)), jax.tree_util.tree_leaves(theta)):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match="collinear"):
+        barrier.plane(thetas[0], thetas[1], thetas[1])
+
+
+def test_naive_and_aligned_finds_a_planted_permutation_and_removes_the_barrier():
+    from wvi import align
+
+    apply = partial(nn.mlp_apply, activation="relu")
+    q0 = nn.meanfield(nn.mlp_he_init(jax.random.key(0), [3, 32, 32, 4]), 0.01)
+    spec = align.mlp_spec(q0.mean)
+    q1 = align.permute(q0, spec, align.random_perms(jax.random.key(1), spec, q0))
+    x = jax.random.normal(jax.random.key(2), (40, 3))
+    y = jnp.argmax(apply(q0.mean, x), axis=-1)
+    result = barrier.naive_and_aligned(jax.random.key(3), q0, q1, spec, apply, {"train": (x, y)}, num_taus=5, num_samples=4)
+    assert result.naive["train"].barrier > 0.1
+    assert abs(result.aligned["train"].barrier) < 1e-5
+    assert np.all(np.diff(result.alignment.objectives) >= 0)

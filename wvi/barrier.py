@@ -1,0 +1,151 @@
+"""Paths between two mean-field Gaussian posteriors, and the loss barrier along them.
+
+* W2 geodesic: between diagonal Gaussians the Wasserstein-2 geodesic interpolates means and standard deviations
+  linearly, q_τ = N((1−τ)m0 + τ m1, diag((1−τ)s0 + τ s1)²), and W2²(q0, q1) = ‖m0 − m1‖² + ‖s0 − s1‖².
+* Mixture path: q_τ = (1−τ) q0 + τ q1, whose predictive density is the same mixture of the two predictives.
+
+The functional loss barrier (Rossi et al., Sec. 5) on 25 evenly spaced τ, with the loss ℓ(q) = −L(q) the negative
+predictive log likelihood in nats per data point:
+
+    B(q0, q1) = max_τ [ ℓ(q_τ) − ((1−τ) ℓ(q0) + τ ℓ(q1)) ].
+
+Every τ uses the same sample keys (common random numbers), so the curve is smooth in τ. On the mixture path the
+barrier is always 0: log is concave, so ℓ((1−τ)q0 + τq1) ≤ (1−τ)ℓ(q0) + τℓ(q1) point by point (Jensen).
+
+`naive_and_aligned` aligns q1 to q0 and measures both barriers; `Plane` spans the 2D slice of parameter space
+through three parameter vectors (the paper's Fig. 6). Chapters: Part V.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax.flatten_util import ravel_pytree
+
+from wvi import align, nn
+from wvi._checks import check_choice
+
+PATHS = ("geodesic", "mixture")
+
+
+def geodesic(q0: nn.MeanField, q1: nn.MeanField, tau: float) -> nn.MeanField:
+    """The point at time τ ∈ [0, 1] on the W2 geodesic from q0 to q1 (linear in means and in standard deviations)."""
+    if not 0.0 <= float(tau) <= 1.0:
+        raise ValueError(f"tau must lie in [0, 1]; got {tau}")
+    mean = jax.tree_util.tree_map(lambda a, b: (1 - tau) * a + tau * b, q0.mean, q1.mean)
+    log_std = jax.tree_util.tree_map(lambda a, b: jnp.log((1 - tau) * jnp.exp(a) + tau * jnp.exp(b)), q0.log_std, q1.log_std)
+    return nn.MeanField(mean, log_std)
+
+
+def w2_squared(q0: nn.MeanField, q1: nn.MeanField) -> float:
+    """W2²(q0, q1) = ‖m0 − m1‖² + ‖s0 − s1‖² for mean-field Gaussians."""
+    d = jax.tree_util.tree_map(lambda a, b: jnp.sum((a - b) ** 2), q0.mean, q1.mean)
+    s = jax.tree_util.tree_map(lambda a, b: jnp.sum((jnp.exp(a) - jnp.exp(b)) ** 2), q0.log_std, q1.log_std)
+    return float(sum(jax.tree_util.tree_leaves(d)) + sum(jax.tree_util.tree_leaves(s)))
+
+
+class BarrierCurve(NamedTuple):
+    """`taus` (T,), `losses` (T,) the negative predictive log likelihood per data point at each τ, `barrier` B,
+    `tau_max` where it is attained."""
+
+    taus: np.ndarray
+    losses: np.ndarray
+    barrier: float
+    tau_max: float
+
+
+def barrier_from_losses(taus, losses) -> tuple[float, float]:
+    """B = max_τ [ℓ(τ) − ((1−τ)ℓ(0) + τ ℓ(1))] and the τ attaining it, for losses on a grid from τ = 0 to 1."""
+    taus, losses = np.asarray(taus, float), np.asarray(losses, float)
+    if taus.ndim != 1 or taus.shape != losses.shape or taus[0] != 0.0 or taus[-1] != 1.0:
+        raise ValueError("taus must be a 1D grid from 0 to 1 and losses one value per tau")
+    if not np.all(np.isfinite(losses)):
+        raise ValueError(f"losses hold non-finite values at tau = {taus[~np.isfinite(losses)].round(3).tolist()}")
+    gap = losses - ((1 - taus) * losses[0] + taus * losses[-1])
+    i = int(np.argmax(gap))
+    return float(gap[i]), float(taus[i])
+
+
+def loss_curve(key, q0: nn.MeanField, q1: nn.MeanField, apply_fn: Callable, x, y, num_taus: int = 25,
+               num_samples: int = 128, path: str = "geodesic", likelihood: str = "categorical",
+               noise_std: float = 1.0, batch: int = 16) -> BarrierCurve:
+    """ℓ(q_τ) = −mean_n log (1/S) Σ_s p(y_n | x_n, θ_s), θ_s ~ q_τ, along `path` on `num_taus` evenly spaced τ,
+    and the barrier. The same `key` draws the samples at every τ (and, on the mixture path, for both ends)."""
+    check_choice(path, PATHS, "path")
+    if not (isinstance(num_taus, (int, np.integer)) and num_taus >= 2):
+        raise ValueError(f"num_taus must be an integer >= 2; got {num_taus!r}")
+    taus = np.linspace(0.0, 1.0, num_taus)
+
+    def density(q):
+        return nn.predictive_log_density(key, q, apply_fn, x, y, num_samples, likelihood, noise_std, batch)
+
+    if path == "geodesic":
+        losses = [-float(jnp.mean(density(geodesic(q0, q1, t)))) for t in taus]
+    else:
+        d0, d1 = density(q0), density(q1)
+        losses = [-float(jnp.mean(jnp.logaddexp(jnp.log1p(-t) + d0 if t < 1 else -jnp.inf,
+                                                jnp.log(t) + d1 if t > 0 else -jnp.inf))) for t in taus]
+    losses = np.asarray(losses)
+    barrier, tau_max = barrier_from_losses(taus, losses)
+    return BarrierCurve(taus, losses, barrier, tau_max)
+
+
+class NaiveAndAligned(NamedTuple):
+    """`alignment` (a `wvi.align.Alignment`), `q1_aligned` = P#q1, and loss curves `naive[split]`, `aligned[split]`
+    along the W2 geodesic from q0 to q1 and to P#q1."""
+
+    alignment: align.Alignment
+    q1_aligned: nn.MeanField
+    naive: dict
+    aligned: dict
+
+
+def naive_and_aligned(key, q0: nn.MeanField, q1: nn.MeanField, spec: align.PermutationSpec, apply_fn: Callable,
+                      splits: dict, cost: str = "wasserstein", num_taus: int = 25, num_samples: int = 128,
+                      likelihood: str = "categorical", noise_std: float = 1.0, batch: int = 16) -> NaiveAndAligned:
+    """Align q1 to q0 (`align.align` with `cost`, sweep order from `key`) and compute the loss curves from q0 to q1
+    and to P#q1 on each data split of `splits` ({name: (x, y)}), all with the same evaluation key."""
+    k_align, k_eval = jax.random.split(key)
+    alignment = align.align(q0, q1, spec, cost=cost, key=k_align)
+    q1_aligned = align.permute(q1, spec, alignment.perms)
+    curves = {}
+    for label, q in (("naive", q1), ("aligned", q1_aligned)):
+        curves[label] = {name: loss_curve(k_eval, q0, q, apply_fn, x, y, num_taus, num_samples, "geodesic",
+                                          likelihood, noise_std, batch) for name, (x, y) in splits.items()}
+    return NaiveAndAligned(alignment, q1_aligned, curves["naive"], curves["aligned"])
+
+
+class Plane(NamedTuple):
+    """The plane through three parameter vectors θ_a, θ_b, θ_c (pytrees): θ(x, y) = θ_a + x·u + y·v with u along
+    θ_b − θ_a and v the unit vector of θ_c − θ_a orthogonal to u. `points` holds the (x, y) of θ_a, θ_b, θ_c."""
+
+    origin: jax.Array
+    u: jax.Array
+    v: jax.Array
+    points: np.ndarray
+    unravel: Callable
+
+
+def plane(theta_a, theta_b, theta_c) -> Plane:
+    """The `Plane` through three parameter pytrees of the same structure (Gram–Schmidt on their differences)."""
+    a, unravel = ravel_pytree(theta_a)
+    b, c = ravel_pytree(theta_b)[0], ravel_pytree(theta_c)[0]
+    if not (a.shape == b.shape == c.shape):
+        raise ValueError("theta_a, theta_b and theta_c must have the same structure and shapes")
+    u = b - a
+    norm_u = jnp.linalg.norm(u)
+    w = c - a - jnp.vdot(c - a, u) / norm_u ** 2 * u
+    norm_w = jnp.linalg.norm(w)
+    if not (float(norm_u) > 0 and float(norm_w) > 1e-12 * float(jnp.linalg.norm(c - a))):
+        raise ValueError("the three parameter vectors are collinear (or equal): they span no plane")
+    u, v = u / norm_u, w / norm_w
+    points = np.array([[0.0, 0.0], [float(norm_u), 0.0], [float(jnp.vdot(c - a, u)), float(norm_w)]])
+    return Plane(a, u, v, points, unravel)
+
+
+def plane_point(p: Plane, x: float, y: float):
+    """The parameter pytree at plane coordinates (x, y)."""
+    return p.unravel(p.origin + x * p.u + y * p.v)
