@@ -5,9 +5,10 @@ Problems: two mean-field VI replicas (Part V) on scikit-learn's 8×8 digits: the
 batch 128) and ResNet20-FRN ×1 on 8×8×1 images (batch 32), float32, one posterior sample per step.
 Baseline (named, measured in the same run): `wvi.nn.train(..., replicas="sequential")`, one replica after the
 other, each a `lax.scan` over its steps. wvi: `replicas="vmap"`, both replicas in one vmapped, scanned program.
-On CPU a third mode is timed: one replica at a time, each step a separately jitted call (`loop="python"`), which
-the ResNet chapter uses there because XLA's CPU convolutions are slow under vmap and inside compiled loops.
-All modes use the same keys; the first steps' losses are checked to agree before timing.
+On CPU two more modes are timed, with each step a separately jitted call from Python (`loop="python"`): one
+replica at a time, and both vmapped. The ResNet chapter uses the vmapped one there, because XLA's CPU backend runs
+convolution gradients inside a compiled loop several times slower. All modes use the same keys; the first steps'
+losses are checked to agree before timing.
 
 Throughput per replica = steps × batch / wall time of training all replicas (compilation excluded: each mode runs
 once before it is timed). Ratio = wvi / baseline (> 1: vmapping is faster).
@@ -25,7 +26,8 @@ from wvi import data, nn
 
 MODES = {"one at a time (baseline)": dict(replicas="sequential", loop="scan"),
          "vmapped (wvi)": dict(replicas="vmap", loop="scan"),
-         "one at a time, Python loop": dict(replicas="sequential", loop="python")}
+         "one at a time, Python loop": dict(replicas="sequential", loop="python"),
+         "vmapped, Python loop": dict(replicas="vmap", loop="python")}
 
 
 def measure(label, trainer, init, steps, batch, modes):

@@ -107,7 +107,8 @@ def run(key, algorithm: Algorithm, state, num_steps: int, trace_fn: Optional[Cal
     A long run cut into chunks (to show progress, say) passes `steps_before` (steps already taken) and
     `total_steps`, so that the error names the step of the whole run.
 
-    `loop="python"` iterates one jitted step from Python instead of `lax.scan`, with the same keys and result. Use it
+    `loop="python"` iterates one jitted step from Python instead of `lax.scan`, with the same keys (the result agrees up
+    to floating-point rounding). Use it
     for convolutional networks on CPU, where XLA runs the gradients of convolutions several times slower inside a
     compiled loop than in a single jitted step (`benchmarks/train_throughput.py` measures it).
     """

@@ -303,6 +303,19 @@ def _optimizer(learning_rate, momentum, optimizer):
     return optax.sgd(learning_rate, momentum=momentum)
 
 
+def _optax_algorithm(loss_fn: Callable, optimizer, state_type) -> algorithm.Algorithm:
+    """init(x) -> state_type(x, opt_state, 0); step: one optax update of x on `loss_fn(x, key) -> (loss, mean_ll)`."""
+    def init(x):
+        return state_type(x, optimizer.init(x), jnp.array(0))
+
+    def step(key, state):
+        (loss, mean_ll), grads = jax.value_and_grad(loss_fn, has_aux=True)(state[0], key)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state[0])
+        return state_type(optax.apply_updates(state[0], updates), opt_state, state.step + 1), {"loss": loss, "log_lik": mean_ll}
+
+    return algorithm.Algorithm(init, step)
+
+
 def vi_trainer(apply_fn: Callable, x, y, *, prior_std: float, batch_size: int, learning_rate: Optional[float] = None,
                momentum: float = 0.9, temperature: float = 1.0, likelihood: str = "categorical",
                noise_std: float = 1.0, num_samples: int = 1,
@@ -338,15 +351,7 @@ def vi_trainer(apply_fn: Callable, x, y, *, prior_std: float, batch_size: int, l
         objective = n * mean_ll + e_log_prior + temperature * entropy(q)
         return -objective / n, mean_ll
 
-    def init(q: MeanField) -> VIState:
-        return VIState(q, optimizer.init(q), jnp.array(0))
-
-    def step(key, state: VIState):
-        (loss, mean_ll), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.q, key)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.q)
-        return VIState(optax.apply_updates(state.q, updates), opt_state, state.step + 1), {"loss": loss, "log_lik": mean_ll}
-
-    return algorithm.Algorithm(init, step)
+    return _optax_algorithm(loss_fn, optimizer, VIState)
 
 
 def point_mass(params) -> MeanField:
@@ -357,7 +362,8 @@ def point_mass(params) -> MeanField:
 
 def log_joint(params, apply_fn: Callable, x, y, prior_std: float, likelihood: str = "categorical",
               noise_std: float = 1.0) -> jax.Array:
-    """log p(Y | X, θ) + log N(θ; 0, α² I): the unnormalised log posterior of one parameter vector θ."""
+    """log p(Y | X, θ) + log N(θ; 0, α² I), the log joint density (the log posterior up to log p(Y | X)) of one
+    parameter vector θ, the prior's normalising constant included."""
     ll = jnp.sum(log_likelihood(apply_fn(params, x), y, likelihood, noise_std))
     leaves = jax.tree_util.tree_leaves(params)
     size = sum(np.size(a) for a in leaves)
@@ -384,15 +390,7 @@ def map_trainer(apply_fn: Callable, x, y, *, prior_std: float, batch_size: int, 
         log_prior = -sum(jnp.sum(a ** 2) for a in jax.tree_util.tree_leaves(params)) / (2 * prior_std ** 2)
         return -(n * mean_ll + log_prior) / n, mean_ll
 
-    def init(params) -> MAPState:
-        return MAPState(params, optimizer.init(params), jnp.array(0))
-
-    def step(key, state: MAPState):
-        (loss, mean_ll), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, key)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        return MAPState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), {"loss": loss, "log_lik": mean_ll}
-
-    return algorithm.Algorithm(init, step)
+    return _optax_algorithm(loss_fn, optimizer, MAPState)
 
 
 def replica(tree, index: int):
@@ -412,11 +410,11 @@ def train(key, trainer: algorithm.Algorithm, state, num_steps: int, num_replicas
     give the same result, with or without the progress bar.
 
     With `num_replicas`, `state` carries a leading replica axis (e.g. `jax.vmap(trainer.init)(qs)`) and every step
-    key is split into one key per replica. `replicas="vmap"` steps them together in one program (the fast way on
-    accelerators, and for MLPs on CPU); `"sequential"` trains one replica after the other with the same keys, so the
-    result is the same. For convolutional networks on CPU use `replicas="sequential", loop="python"`: there XLA's
-    batched-kernel convolutions under vmap, and convolution gradients inside `lax.scan`, are many times slower
-    (`benchmarks/train_throughput.py`). `loop` is passed to `algorithm.run`.
+    key is split into one key per replica. `replicas="vmap"` steps them together in one program; `"sequential"`
+    trains one replica after the other with the same keys (for replicas that do not fit in memory together); the
+    results agree up to floating-point rounding, which a long chaotic training run can amplify. `loop` is passed to `algorithm.run`: for convolutional networks on CPU use
+    `loop="python"`, since XLA's CPU backend runs convolution gradients inside `lax.scan` several times slower than
+    in a separately jitted step (`benchmarks/train_throughput.py`).
     """
     from tqdm.auto import tqdm
 
@@ -440,11 +438,8 @@ def train(key, trainer: algorithm.Algorithm, state, num_steps: int, num_replicas
         with tqdm(total=num_steps, desc=name, disable=not progress) as bar:
             return run_all(trainer, state, bar, name)
     if replicas == "vmap":
-        def step(k, s):
-            return jax.vmap(trainer.step)(jax.random.split(k, num_replicas), s)
-
         with tqdm(total=num_steps, desc=name, disable=not progress) as bar:
-            return run_all(algorithm.Algorithm(trainer.init, step), state, bar, name)
+            return run_all(algorithm.Algorithm(trainer.init, _vmapped_step(trainer.step, num_replicas)), state, bar, name)
     finals, losses = [], []
     with tqdm(total=num_steps * num_replicas, desc=name, disable=not progress) as bar:
         for r in range(num_replicas):
@@ -453,6 +448,16 @@ def train(key, trainer: algorithm.Algorithm, state, num_steps: int, num_replicas
             finals.append(final)
             losses.append(loss)
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *finals), np.stack(losses, axis=1)
+
+
+@lru_cache(maxsize=32)
+def _vmapped_step(step, num_replicas: int):
+    """All replicas' step under vmap, one key each (one object per (step, replicas): compiled once, reused by
+    later calls of `train`)."""
+    def all_replicas(key, state):
+        return jax.vmap(step)(jax.random.split(key, num_replicas), state)
+
+    return all_replicas
 
 
 @lru_cache(maxsize=32)
