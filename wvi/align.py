@@ -1,6 +1,7 @@
 """Permutation symmetries of network parameters, and the alignment of two mean-field Gaussian posteriors.
 
-Permuting the hidden units of a layer (rows of the weights into it, columns of the weights out of it, entries of
+Permuting the hidden units of a layer (the output axis of the weights into it, the input axis of the weights out of
+it; with `wvi.nn`'s (fan_in, fan_out) layout, columns and rows respectively; entries of
 its bias and norm parameters) leaves the network's function unchanged. A `PermutationSpec` says which permutation
 acts on which axis of which parameter leaf; leaves are named by their pytree path (`jax.tree_util.keystr`, e.g.
 "[0]['w']" or "['blocks'][3]['conv1']"). `permute` applies permutations to a parameter pytree or, alike, to the
@@ -17,7 +18,7 @@ each array reshaped with that axis first and q1's other axes already permuted. C
 with scipy's `linear_sum_assignment`, over the permutations in random order, until a sweep improves nothing.
 Costs: "wasserstein" (above), "mean" (A_l = Σ M0 M1ᵀ: MAP weight matching, Ainsworth et al.) and "kl", the paper's
 KL cost (Eq. 21), a mean distance weighted by q0's precisions, Σ (m0 − P m1)² / s0², that ignores q1's stds.
-Chapter: Part V, "Aligning VI solutions".
+Chapters: Part V, "Permutation symmetries of VI solutions" (derivation) and the two "Aligning VI solutions" chapters.
 """
 from __future__ import annotations
 

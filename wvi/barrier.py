@@ -4,8 +4,9 @@
   linearly, q_τ = N((1−τ)m0 + τ m1, diag((1−τ)s0 + τ s1)²), and W2²(q0, q1) = ‖m0 − m1‖² + ‖s0 − s1‖².
 * Mixture path: q_τ = (1−τ) q0 + τ q1, whose predictive density is the same mixture of the two predictives.
 
-The functional loss barrier (Rossi et al., Sec. 5) on 25 evenly spaced τ, with the loss ℓ(q) = −L(q) the negative
-predictive log likelihood in nats per data point:
+The functional loss barrier (Rossi et al., Def. 3 in Sec. 3; 25 evenly spaced τ as in their Sec. 5). The paper writes
+it with the predictive log likelihood L summed over the data; here the loss is ℓ(q) = −L(q)/N, the negative
+predictive log likelihood in nats per data point, so that a barrier is a rise of the loss above the chord:
 
     B(q0, q1) = max_τ [ ℓ(q_τ) − ((1−τ) ℓ(q0) + τ ℓ(q1)) ].
 

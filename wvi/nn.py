@@ -416,7 +416,7 @@ def train(key, trainer: algorithm.Algorithm, state, num_steps: int, num_replicas
     `loop="python"`, since XLA's CPU backend runs convolution gradients inside `lax.scan` several times slower than
     in a separately jitted step (`benchmarks/train_throughput.py`).
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # the plain bar: tqdm.auto warns in kernels without ipywidgets
 
     if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive integer; got {num_steps!r}")
