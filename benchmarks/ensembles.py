@@ -17,7 +17,7 @@ import optax
 
 from wvi import data, ensembles, nn
 from wvi.algorithm import run
-from timing import best_rate
+from timing import best_rate, python_loop
 
 SIZES = (1, 10, 10, 1)
 
@@ -71,18 +71,12 @@ def main():
         algorithm = ensembles.build(loss, name, eta, **kwargs)
         state = algorithm.init(members)
         step = jax.jit(algorithm.step)
-        keys = jax.random.split(jax.random.key(2), args.steps)
-
-        def python_loop():
-            s = state
-            for k in keys:
-                s, _ = step(k, s)
-            jax.block_until_ready(s)
+        loop = python_loop(step, state, jax.random.split(jax.random.key(2), args.steps))
 
         def scanned():
             jax.block_until_ready(run(jax.random.key(3), algorithm, state, args.steps, trace_fn=loss_only))
 
-        for how, fn in (("jitted vmapped step, Python loop", python_loop), ("vmapped step in lax.scan", scanned)):
+        for how, fn in (("jitted vmapped step, Python loop", loop), ("vmapped step in lax.scan", scanned)):
             rate = best_rate(fn, args.steps)
             print(f"{f'wvi {name.upper()}: {how}':52s} {rate:10.1f} steps/s {rate / baseline:7.1f}×")
 

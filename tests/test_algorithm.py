@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wvi.algorithm import Algorithm, DivergenceError, prepend, replicate, run, seconds_per_step
+from wvi.algorithm import Algorithm, DivergenceError, prepend, replicate, run, run_measured, seconds_per_step
 
 
 def counter(rate):
@@ -98,3 +98,18 @@ def test_python_loop_matches_scan_and_reports_divergence():
     assert messages[0] == messages[1]
     with pytest.raises(ValueError, match="unknown loop 'while'"):
         algorithm.run(jax.random.key(0), algo, jnp.ones(3), 5, loop="while")
+
+
+def test_run_measured_measures_every_chunk_and_matches_its_own_rerun():
+    algo = counter(0.5)
+    final, steps, norms = run_measured(jax.random.key(0), algo, algo.init(jnp.ones(3)), 12, 4,
+                                       lambda x: float(jnp.linalg.norm(x)))
+    assert list(steps) == [0, 4, 8, 12] and len(norms) == 4
+    assert norms[0] == pytest.approx(np.sqrt(3)) and norms[-1] == pytest.approx(float(jnp.linalg.norm(final)))
+    again, _, _ = run_measured(jax.random.key(0), algo, algo.init(jnp.ones(3)), 12, 4, lambda x: None)
+    assert jnp.array_equal(final, again)
+    with pytest.raises(ValueError, match="every must be a positive integer dividing num_steps=12"):
+        run_measured(jax.random.key(0), algo, algo.init(jnp.ones(3)), 12, 5, lambda x: None)
+    with pytest.raises(DivergenceError, match="diverged at step [0-9]+ of 12"):
+        bad = counter(1e200)
+        run_measured(jax.random.key(0), bad, bad.init(jnp.ones(3)), 12, 4, lambda x: None)

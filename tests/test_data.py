@@ -108,3 +108,53 @@ def test_digits_split_is_seeded_stratified_and_offline():
     assert again.x_train.shape[1:] == (8, 8, 1)
     with pytest.raises(ValueError, match=r"test_fraction must be in \(0, 1\)"):
         data.digits(test_fraction=1.5)
+
+
+# ------------------------------------------------------------------ Part III: classification sets
+def test_uci_classification_parsers_on_fixtures(tmp_path, monkeypatch):
+    fixtures = {"heart": "processed.cleveland.data", "ionosphere": "ionosphere.data",
+                "pima": "pima-indians-diabetes.data.csv", "red_wine": "winequality-red.csv"}
+    for name, fixture in fixtures.items():
+        spec = data.UCI_CLASSIFICATION[name]
+        monkeypatch.setitem(data.UCI_CLASSIFICATION, name, spec._replace(url=url(fixture), sha256=data.sha256_of(FIXTURES / fixture)))
+    x, y = data.uci_classification("heart", tmp_path)
+    assert x.shape == (4, 13) and list(y) == [0, 1, 1, 0]  # the row with "?" is dropped; label: num > 0
+    x, y = data.uci_classification("ionosphere", tmp_path)
+    assert x.shape == (3, 34) and list(y) == [1, 0, 1]
+    x, y = data.uci_classification("pima", tmp_path)
+    assert x.shape == (3, 8) and list(y) == [1, 0, 1]
+    x, y = data.uci_classification("red_wine", tmp_path)
+    assert x.shape == (3, 11) and list(y) == [0, 0, 1]  # quality ≥ 6
+
+
+def test_uci_classification_broken_files_raise_and_cache_nothing(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="ionosphere.data: line 2 has label 'x', expected one of"):
+        data.UCI_CLASSIFICATION["ionosphere"].parse((FIXTURES / "ionosphere_malformed.data").read_bytes())
+    with pytest.raises(ValueError, match="line 2 has 7 fields, expected 9"):
+        data.UCI_CLASSIFICATION["pima"].parse((FIXTURES / "pima_truncated.csv").read_bytes())
+    spec = data.UCI_CLASSIFICATION["pima"]
+    monkeypatch.setitem(data.UCI_CLASSIFICATION, "pima", spec._replace(url=url("pima_truncated.csv"), sha256="1" * 64))
+    with pytest.raises(ValueError, match="expected 1{64}; nothing was cached"):
+        data.uci_classification("pima", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="no SHA-256 is pinned"):
+        data.uci_classification("heart", tmp_path)
+    with pytest.raises(ValueError, match="unknown UCI classification set 'iris'"):
+        data.uci_classification("iris", tmp_path)
+    with pytest.raises(ValueError, match="unknown classification set 'iris'"):
+        data.binary_classification("iris")
+
+
+def test_offline_binary_sets_split_standardise_and_add_an_intercept():
+    s = data.binary_classification("breast_cancer", test_fraction=0.2, seed=0)
+    assert s.x_train.shape == (455, 31) and s.x_test.shape == (114, 31)
+    np.testing.assert_allclose(s.x_train[:, :-1].mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(s.x_train[:, :-1].std(0), 1, rtol=1e-12)
+    assert np.all(s.x_train[:, -1] == 1) and np.all(s.x_test[:, -1] == 1)
+    assert abs(s.y_train.mean() - s.y_test.mean()) < 0.01  # stratified
+    again = data.binary_classification("breast_cancer", test_fraction=0.2, seed=0)
+    np.testing.assert_array_equal(s.x_test, again.x_test)
+    x, y = data.diabetes_binary()
+    assert x.shape == (442, 10) and set(np.unique(y)) == {0, 1} and y.sum() == 221  # the median splits it in half
+    with pytest.raises(ValueError, match="y must hold labels 0 or 1"):
+        data.binary_split(np.ones((4, 2)), np.array([0, 1, 2, 1]))

@@ -13,15 +13,16 @@ The library behind the `wvi` book. One module per concept:
              ensemble metrics; mean-field Gaussian BNNs: VI and MAP training, predictive log likelihood (Part V)
   align      permutation specs, `permute`, and the alignment of two mean-field posteriors (Algorithm 1, Part V)
   barrier    W2 geodesic and mixture paths between mean-field posteriors, and the loss barrier along them (Part V)
-  targets    the toys' losses and log densities
+  mcmc       the gold standard: NUTS (numpyro) with R-hat and ESS, and a fit's distance to a reference sample (Part III)
+  targets    the toys' losses and log densities; the logistic-regression posterior (Part III)
   data       offline data sets, seeded standardised splits, downloaders with SHA-256 checks
   algorithm  the init/step shape shared by every method, and `run`, its scan driver
   plot       the book's plotting style and figure pieces
   report     claims checked by the chapters, collected for the reproduction report
 """
-from wvi import algorithm, align, barrier, bbvi, data, divergences, ensembles, flows, gaussian, mixtures, nn, plot, report, targets
+from wvi import algorithm, align, barrier, bbvi, data, divergences, ensembles, flows, gaussian, mcmc, mixtures, nn, plot, report, targets
 from wvi.gaussian import DiagGaussian, Gaussian
 
 __version__ = "0.1.0"
 
-__all__ = ["algorithm", "align", "barrier", "bbvi", "data", "divergences", "ensembles", "flows", "gaussian", "mixtures", "nn", "plot", "report", "targets", "Gaussian", "DiagGaussian", "__version__"]
+__all__ = ["algorithm", "align", "barrier", "bbvi", "data", "divergences", "ensembles", "flows", "gaussian", "mcmc", "mixtures", "nn", "plot", "report", "targets", "Gaussian", "DiagGaussian", "__version__"]

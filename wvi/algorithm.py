@@ -130,6 +130,29 @@ def run(key, algorithm: Algorithm, state, num_steps: int, trace_fn: Optional[Cal
     return final, trace
 
 
+def run_measured(key, algorithm: Algorithm, state, num_steps: int, every: int, measure: Callable, name: str = "the run",
+                 loop: str = "scan"):
+    """Run `num_steps` steps in chunks of `every`, calling `measure(state)` at the start and after each chunk: a
+    convergence curve of any quantity (a distance to a reference, say) without tracing every state.
+
+    Returns `(final_state, steps, measurements)` with steps = 0, every, 2·every, …, num_steps. Chunk c uses the
+    c-th key of `jax.random.split(key, num_chunks)`; every chunk of the same length reuses one compiled program."""
+    if not isinstance(every, (int, np.integer)) or every < 1 or not isinstance(num_steps, (int, np.integer)) or num_steps % every:
+        raise ValueError(f"every must be a positive integer dividing num_steps={num_steps!r}; got {every!r}")
+    num_chunks = num_steps // every
+    steps, measurements = [0], [measure(state)]
+    for c, k in enumerate(jax.random.split(key, num_chunks)):
+        state, _ = run(k, algorithm, state, every, trace_fn=_no_trace, name=name, steps_before=c * every,
+                       total_steps=num_steps, loop=loop)
+        steps.append((c + 1) * every)
+        measurements.append(measure(state))
+    return state, np.asarray(steps), measurements
+
+
+def _no_trace(state, info):
+    return ()
+
+
 def prepend(first, stacked):
     """Put a single state (or any pytree) in front of a trace stacked along axis 0: iterations 0..n."""
     return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([jnp.asarray(a)[None], b]), first, stacked)

@@ -1,6 +1,8 @@
 """Data for the book: offline sets that ship inside a dependency, and downloaders with SHA-256 checks (Part IV).
 
-Offline (what the book and CI use): `diabetes()` — scikit-learn's diabetes regression set (442 × 10, real data).
+Offline (what the book and CI use): `diabetes()` — scikit-learn's diabetes regression set (442 × 10, real data);
+`binary_classification(name)` — scikit-learn's breast cancer set, or the diabetes set with its target thresholded
+(Part III); `digits()` (Part V).
 Online (Colab): `uci_regression(name)` downloads one of the UCI regression sets of Wild et al.'s benchmark into a
 cache directory (`$WVI_DATA`, default `~/.cache/wvi`) through `download`, which writes atomically (a temporary file
 renamed into place only after its checksum matched) so that a failed or interrupted download never leaves a
@@ -150,13 +152,75 @@ UCI_REGRESSION = {
 Concrete, energy and power come as Excel files and are not included."""
 
 
+def parse_labelled(raw: bytes, name: str, num_columns: int, delimiter: Optional[str] = None, skip_header: bool = False,
+                   labels: Optional[dict] = None, missing: Optional[str] = None) -> np.ndarray:
+    """A numeric table whose last column may be a text label mapped through `labels` (e.g. {"g": 1, "b": 0}).
+    Lines holding the `missing` marker (e.g. "?") in any field are dropped; everything else as in `parse_table`."""
+    text = raw.decode("utf-8", errors="replace")
+    lines = text.splitlines()
+    kept = []
+    for number, line in enumerate(lines[1:] if skip_header else lines, start=2 if skip_header else 1):
+        fields = [f.strip() for f in (line.split(delimiter) if delimiter else line.split())]
+        if missing is not None and missing in fields:
+            continue
+        if labels is not None and len(fields) == num_columns:
+            if fields[-1] not in labels:
+                raise ValueError(f"{name}: line {number} has label {fields[-1]!r}, expected one of {sorted(labels)}")
+            fields[-1] = str(labels[fields[-1]])
+        kept.append(" ".join(fields) if line.strip() else "")
+    return parse_table("\n".join(kept).encode(), name, num_columns)
+
+
+class UCIClassificationSet(NamedTuple):
+    url: str
+    filename: str
+    sha256: Optional[str]  # None: not pinned yet (see the module docstring)
+    parse: Callable[[bytes], np.ndarray]  # raw bytes -> numeric table, label in the last column
+    to_label: Callable[[np.ndarray], np.ndarray]  # last column -> labels 0/1
+
+
+UCI_CLASSIFICATION = {
+    "heart": UCIClassificationSet(
+        _UCI + "heart-disease/processed.cleveland.data", "processed.cleveland.data", None,
+        lambda raw: parse_labelled(raw, "processed.cleveland.data", 14, delimiter=",", missing="?"),
+        lambda t: (t > 0).astype(np.int32)),
+    "ionosphere": UCIClassificationSet(
+        _UCI + "ionosphere/ionosphere.data", "ionosphere.data", None,
+        lambda raw: parse_labelled(raw, "ionosphere.data", 35, delimiter=",", labels={"g": 1, "b": 0}),
+        lambda t: t.astype(np.int32)),
+    "pima": UCIClassificationSet(
+        "https://raw.githubusercontent.com/jbrownlee/Datasets/master/pima-indians-diabetes.data.csv",
+        "pima-indians-diabetes.data.csv", None,
+        lambda raw: parse_table(raw, "pima-indians-diabetes.data.csv", 9, delimiter=","),
+        lambda t: t.astype(np.int32)),
+    "red_wine": UCIClassificationSet(
+        _UCI + "wine-quality/winequality-red.csv", "winequality-red.csv", None,
+        lambda raw: parse_table(raw, "winequality-red.csv", 12, delimiter=";", skip_header=True),
+        lambda t: (t >= 6).astype(np.int32)),
+}
+"""Yi & Liu's four logistic-regression sets (§5.3): Cleveland heart disease (303 rows, 6 with missing values dropped;
+label: disease present, num > 0), ionosphere (351 × 34; label: "g"ood), Pima Indians diabetes (768 × 8; UCI no
+longer hosts it, this is the widely used mirror) and red wine quality (1599 × 11; label: quality ≥ 6)."""
+
+
+def _fetch_table(registry: dict, kind: str, name: str, directory, allow_unpinned: bool):
+    """(spec, parsed table) of the set `name` of `registry`, downloaded and checked by `download`."""
+    if name not in registry:
+        raise ValueError(f"unknown UCI {kind} set {name!r}; expected one of {', '.join(map(repr, registry))}")
+    spec = registry[name]
+    path = download(spec.url, spec.filename, spec.sha256, directory, allow_unpinned)
+    return spec, spec.parse(path.read_bytes())
+
+
+def uci_classification(name: str, directory=None, allow_unpinned: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) of one of Yi & Liu's UCI classification sets, y in {0, 1}, downloaded and checked by `download`."""
+    spec, table = _fetch_table(UCI_CLASSIFICATION, "classification", name, directory, allow_unpinned)
+    return table[:, :-1], spec.to_label(table[:, -1])
+
+
 def uci_regression(name: str, directory=None, allow_unpinned: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(X, y) of a UCI regression set, downloaded and checked by `download`, parsed from its original format."""
-    if name not in UCI_REGRESSION:
-        raise ValueError(f"unknown UCI regression set {name!r}; expected one of {', '.join(map(repr, UCI_REGRESSION))}")
-    spec = UCI_REGRESSION[name]
-    path = download(spec.url, spec.filename, spec.sha256, directory, allow_unpinned)
-    table = spec.parse(path.read_bytes())
+    spec, table = _fetch_table(UCI_REGRESSION, "regression", name, directory, allow_unpinned)
     y = table[:, spec.target_column]
     return np.delete(table, spec.target_column % table.shape[1], axis=1), y
 
@@ -236,3 +300,58 @@ def digits(test_fraction: float = 0.25, seed: int = 0, images: bool = False) -> 
     if images:
         x_tr, x_te = x_tr.reshape(-1, 8, 8, 1), x_te.reshape(-1, 8, 8, 1)
     return ClassificationSplit(x_tr, y_tr, x_te, y_te, 10)
+
+
+DIABETES_THRESHOLD = 140.5  # the median disease progression of scikit-learn's 442 diabetes patients
+
+
+def breast_cancer() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's breast cancer Wisconsin (diagnostic) data: 569 tumours, 30 features; y = 1 for benign."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    return np.asarray(data.data, np.float64), np.asarray(data.target, np.int32)
+
+
+def diabetes_binary() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's diabetes data as a classification task: y = 1 when the disease progression after one year is
+    above the median, 140.5 (442 patients, 10 baseline variables)."""
+    x, y = diabetes()
+    return x, (y > DIABETES_THRESHOLD).astype(np.int32)
+
+
+OFFLINE_BINARY = {"breast_cancer": breast_cancer, "diabetes": diabetes_binary}
+
+
+def binary_split(x, y, test_fraction: float = 0.2, seed: int = 0, intercept: bool = True) -> ClassificationSplit:
+    """A seeded train/test split (stratified by label) with features standardised by the training statistics only,
+    and a last column of ones when `intercept` (Part III)."""
+    from sklearn.model_selection import train_test_split
+
+    x, y = np.asarray(x, np.float64), np.asarray(y).ravel()
+    if x.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"x must be (N, D) and y (N,); got shapes {x.shape} and {y.shape}")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction}")
+    if not np.all((y == 0) | (y == 1)):
+        raise ValueError("y must hold labels 0 or 1")
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y.astype(np.int32), test_size=test_fraction, random_state=seed, stratify=y)
+    mean, std = x_tr.mean(0), x_tr.std(0)
+    std[std == 0] = 1.0
+    x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
+    if intercept:
+        x_tr, x_te = (np.hstack([a, np.ones((a.shape[0], 1))]) for a in (x_tr, x_te))
+    return ClassificationSplit(x_tr, y_tr, x_te, y_te, 2)
+
+
+def binary_classification(name: str, test_fraction: float = 0.2, seed: int = 0, directory=None,
+                          allow_unpinned: bool = False) -> ClassificationSplit:
+    """`binary_split` of an offline set ("breast_cancer", "diabetes") or of a UCI set of Yi & Liu (downloaded)."""
+    if name in OFFLINE_BINARY:
+        x, y = OFFLINE_BINARY[name]()
+    elif name in UCI_CLASSIFICATION:
+        x, y = uci_classification(name, directory, allow_unpinned)
+    else:
+        known = list(OFFLINE_BINARY) + list(UCI_CLASSIFICATION)
+        raise ValueError(f"unknown classification set {name!r}; expected one of {', '.join(map(repr, known))}")
+    return binary_split(x, y, test_fraction, seed)

@@ -36,6 +36,12 @@ METHOD_COLORS = {
     "aligned": 0,
     "MAP": 2,
     "mixture path": 4,
+    "NUTS": 7,
+    "rep-RKL": 9,
+    "path-RKL": 0,
+    "path-FKL": 1,
+    "path-χ²": 2,
+    "path-Hellinger": 4,
 }
 
 
@@ -143,6 +149,15 @@ def histogram(ax, samples, edges, label: str, **kwargs):
     ax.hist(np.asarray(samples).ravel(), bins=np.asarray(edges), density=True, histtype="step", label=label, **kwargs)
     ax.set_ylabel("density")
     return ax
+
+
+def density_line(ax, x, density, label: str, **kwargs):
+    """A 1D density (a fit's marginal, say) as a line over `x`, coloured by method name."""
+    kwargs.setdefault("color", color(label))
+    kwargs.setdefault("lw", 1.5)
+    (line,) = ax.plot(np.asarray(x), np.asarray(density), label=label, **kwargs)
+    ax.set_ylabel("density")
+    return line
 
 
 def particles(ax, points, label: str, **kwargs):

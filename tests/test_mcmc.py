@@ -1,0 +1,65 @@
+"""Tests of wvi.mcmc: NUTS recovers a known Gaussian, and the distances to a reference sample."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wvi import gaussian as G
+from wvi import mcmc
+
+TARGET = G.Gaussian(jnp.array([1.0, -2.0]), jnp.array([[1.0, 0.0], [0.9, 0.3]]))
+
+
+def test_nuts_recovers_a_correlated_gaussian():
+    result = mcmc.nuts(jax.random.key(0), lambda x: G.log_prob(TARGET, x), jnp.zeros(2), num_chains=2,
+                       num_warmup=300, num_samples=500)
+    assert result.samples.shape == (2, 500, 2) and result.flat.shape == (1000, 2)
+    assert np.all(result.rhat < 1.05) and np.all(result.ess > 100)
+    # the sample mean is within 5 Monte Carlo standard errors (std / √ESS) of the truth
+    std = np.sqrt(np.diag(np.asarray(G.covariance(TARGET))))
+    assert np.all(np.abs(result.flat.mean(0) - np.asarray(TARGET.mean)) < 5 * std / np.sqrt(result.ess))
+    again = mcmc.nuts(jax.random.key(0), lambda x: G.log_prob(TARGET, x), jnp.zeros(2), num_chains=2,
+                      num_warmup=300, num_samples=500)
+    np.testing.assert_array_equal(result.samples, again.samples)  # same key, same draws
+
+
+def test_nuts_bad_inputs():
+    log_density = lambda x: G.log_prob(TARGET, x)
+    with pytest.raises(ValueError, match="num_chains must be at least 2"):
+        mcmc.nuts(jax.random.key(0), log_density, jnp.zeros(2), num_chains=1)
+    with pytest.raises(ValueError, match=r"init must have shape \(d,\) or \(3, d\)"):
+        mcmc.nuts(jax.random.key(0), log_density, jnp.zeros((2, 2)), num_chains=3)
+    with pytest.raises(ValueError, match="log_density is not finite"):
+        mcmc.nuts(jax.random.key(0), lambda x: jnp.log(x[0]) - x[0], -jnp.ones(2), num_chains=2)
+    with pytest.raises(ValueError, match="num_warmup must be a positive integer"):
+        mcmc.nuts(jax.random.key(0), log_density, jnp.zeros(2), num_warmup=0)
+
+
+def test_distance_to_reference():
+    rng = np.random.default_rng(0)
+    reference = rng.standard_normal((200_000, 2)) * np.array([2.0, 0.5]) + np.array([1.0, 0.0])
+    exact = mcmc.distance_to_reference(reference.mean(0), np.cov(reference, rowvar=False), reference)
+    np.testing.assert_allclose(exact.mean_error, 0, atol=1e-12)
+    np.testing.assert_allclose(exact.std_ratio, 1, rtol=1e-12)
+    assert exact.w2 < 1e-3
+    # a fit shifted by half a std in x₀ and half as wide in x₁
+    d = mcmc.distance_to_reference(np.array([2.0, 0.0]), np.diag([4.0, 0.0625]), reference)
+    np.testing.assert_allclose(d.mean_error, [0.5, 0.0], atol=0.01)
+    np.testing.assert_allclose(d.std_ratio, [1.0, 0.5], rtol=0.01)
+    assert d.w2 == pytest.approx(np.sqrt(1.0 + 0.25**2), rel=0.01)  # W2² = |Δm|² + Σ (s − σ)² for diagonal
+    assert d.summary()["max mean error"] == pytest.approx(float(d.mean_error.max()))
+    with pytest.raises(ValueError, match=r"mean must be \(2,\) and cov \(2, 2\)"):
+        mcmc.distance_to_reference(np.zeros(3), np.eye(3), reference)
+
+
+def test_reference_caches_moments():
+    rng = np.random.default_rng(1)
+    samples = rng.standard_normal((5000, 3))
+    ref = mcmc.reference(samples)
+    np.testing.assert_allclose(ref.cov, np.cov(samples, rowvar=False))
+    d1 = mcmc.distance_to_reference(np.zeros(3), np.eye(3), ref)
+    d2 = mcmc.distance_to_reference(np.zeros(3), np.eye(3), samples)
+    np.testing.assert_array_equal(d1.mean_error, d2.mean_error)
+    assert d1.w2 == d2.w2
+    with pytest.raises(ValueError, match="reference must be a sample of shape"):
+        mcmc.reference(np.zeros(3))
