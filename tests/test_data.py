@@ -158,3 +158,12 @@ def test_offline_binary_sets_split_standardise_and_add_an_intercept():
     assert x.shape == (442, 10) and set(np.unique(y)) == {0, 1} and y.sum() == 221  # the median splits it in half
     with pytest.raises(ValueError, match="y must hold labels 0 or 1"):
         data.binary_split(np.ones((4, 2)), np.array([0, 1, 2, 1]))
+
+
+def test_parse_labelled_names_the_line_of_the_file():
+    """Dropped lines (a header, missing values) do not shift the line numbers in the errors."""
+    raw = b"a,b,label\n1,?,g\n1,2,b\n1,2,3,g\n"
+    with pytest.raises(ValueError, match="t.csv: line 4 has 4 fields, expected 3"):
+        data.parse_labelled(raw, "t.csv", 3, delimiter=",", skip_header=True, labels={"g": 1, "b": 0}, missing="?")
+    table = data.parse_labelled(raw[:-9], "t.csv", 3, delimiter=",", skip_header=True, labels={"g": 1, "b": 0}, missing="?")
+    np.testing.assert_array_equal(table, [[1.0, 2.0, 0.0]])

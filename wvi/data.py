@@ -156,18 +156,18 @@ def parse_labelled(raw: bytes, name: str, num_columns: int, delimiter: Optional[
                    labels: Optional[dict] = None, missing: Optional[str] = None) -> np.ndarray:
     """A numeric table whose last column may be a text label mapped through `labels` (e.g. {"g": 1, "b": 0}).
     Lines holding the `missing` marker (e.g. "?") in any field are dropped; everything else as in `parse_table`."""
-    text = raw.decode("utf-8", errors="replace")
-    lines = text.splitlines()
-    kept = []
+    lines = raw.decode("utf-8", errors="replace").splitlines()
+    kept = [""] if skip_header and lines else []  # blank lines keep parse_table's line numbers those of the file
     for number, line in enumerate(lines[1:] if skip_header else lines, start=2 if skip_header else 1):
         fields = [f.strip() for f in (line.split(delimiter) if delimiter else line.split())]
-        if missing is not None and missing in fields:
+        if not line.strip() or (missing is not None and missing in fields):
+            kept.append("")
             continue
         if labels is not None and len(fields) == num_columns:
             if fields[-1] not in labels:
                 raise ValueError(f"{name}: line {number} has label {fields[-1]!r}, expected one of {sorted(labels)}")
             fields[-1] = str(labels[fields[-1]])
-        kept.append(" ".join(fields) if line.strip() else "")
+        kept.append(" ".join(fields))
     return parse_table("\n".join(kept).encode(), name, num_columns)
 
 
