@@ -167,3 +167,57 @@ def test_parse_labelled_names_the_line_of_the_file():
         data.parse_labelled(raw, "t.csv", 3, delimiter=",", skip_header=True, labels={"g": 1, "b": 0}, missing="?")
     table = data.parse_labelled(raw[:-9], "t.csv", 3, delimiter=",", skip_header=True, labels={"g": 1, "b": 0}, missing="?")
     np.testing.assert_array_equal(table, [[1.0, 2.0, 0.0]])
+
+
+# ------------------------------------------------------------------ Part V at full scale: image sets
+IMAGES = Path(__file__).parent / "fixtures" / "images"
+
+
+def _local_image_source(monkeypatch, name):
+    """Point an image set at the fixture folder, with the fixtures' hashes pinned."""
+    source = data.IMAGE_SETS[name]
+    pinned = {remote: data.sha256_of(IMAGES / remote) for remote in source.sha256}
+    monkeypatch.setitem(data.IMAGE_SETS, name, source._replace(url=IMAGES.resolve().as_uri() + "/", sha256=pinned))
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+def test_idx_sets_parse_the_original_format(tmp_path, monkeypatch, name):
+    _local_image_source(monkeypatch, name)
+    split = data.image_classification(name, tmp_path)
+    assert split.x_train.shape == (3, 28, 28, 1) and split.x_test.shape == (2, 28, 28, 1)
+    assert list(split.y_train) == [5, 0, 4] and list(split.y_test) == [7, 2]
+    # pixel (0, 0) holds the label: images and labels stay paired
+    np.testing.assert_allclose(split.x_train[:, 0, 0, 0] * 255, split.y_train, atol=1e-4)
+    assert split.x_train.dtype == np.float32 and 0 <= split.x_train.min() and split.x_train.max() <= 1
+    assert data.image_classification(name, tmp_path, flat=True).x_test.shape == (2, 784)
+    assert (tmp_path / (data.IMAGE_SETS[name].prefix + "t10k-labels-idx1-ubyte.gz")).exists()
+
+
+def test_cifar10_parses_the_binary_tarball(tmp_path, monkeypatch):
+    _local_image_source(monkeypatch, "cifar10")
+    split = data.image_classification("cifar10", tmp_path)
+    assert split.x_train.shape == (10, 32, 32, 3) and split.x_test.shape == (2, 32, 32, 3)
+    assert list(split.y_train) == [1, 8, 2, 7, 3, 6, 4, 5, 5, 4] and list(split.y_test) == [3, 8]
+    np.testing.assert_allclose(split.x_train[:, 0, 0, 0] * 255, split.y_train, atol=1e-4)  # red plane, first pixel
+
+
+def test_broken_image_files_raise_clear_errors(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="not a complete gzip file"):
+        data.parse_idx((IMAGES / "truncated-images-idx3-ubyte.gz").read_bytes(), "x.gz")
+    with pytest.raises(ValueError, match=r"needs 1568 bytes, found 1000; the file is truncated"):
+        data.parse_idx(bytes([0, 0, 8, 3]) + b"".join(n.to_bytes(4, "big") for n in (2, 28, 28)) + bytes(1000), "x")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        data.parse_idx(b"hello world", "x")
+    with pytest.raises(ValueError, match="not a whole number of 3073-byte CIFAR-10 records"):
+        data.parse_cifar_batch((IMAGES / "cifar_truncated_batch.bin").read_bytes(), "b.bin")
+    with pytest.raises(ValueError, match="not a complete CIFAR-10 binary tarball"):
+        data._read_cifar10(IMAGES / "truncated-images-idx3-ubyte.gz")
+    # a checksum mismatch caches nothing
+    source = data.IMAGE_SETS["mnist"]
+    monkeypatch.setitem(data.IMAGE_SETS, "mnist", source._replace(url=IMAGES.resolve().as_uri() + "/",
+                                                                  sha256=dict.fromkeys(source.sha256, "2" * 64)))
+    with pytest.raises(ValueError, match="expected 2{64}; nothing was cached"):
+        data.image_classification("mnist", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="unknown image set 'svhn'"):
+        data.image_classification("svhn", tmp_path)

@@ -3,6 +3,8 @@
 Offline (what the book and CI use): `diabetes()` — scikit-learn's diabetes regression set (442 × 10, real data);
 `binary_classification(name)` — scikit-learn's breast cancer set, or the diabetes set with its target thresholded
 (Part III); `digits()` (Part V).
+Online (Colab, GPU): `image_classification(name)` — MNIST, Fashion-MNIST and CIFAR-10 from their original binary files
+(Part V at full scale).
 Online (Colab): `uci_regression(name)` downloads one of the UCI regression sets of Wild et al.'s benchmark into a
 cache directory (`$WVI_DATA`, default `~/.cache/wvi`) through `download`, which writes atomically (a temporary file
 renamed into place only after its checksum matched) so that a failed or interrupted download never leaves a
@@ -355,3 +357,107 @@ def binary_classification(name: str, test_fraction: float = 0.2, seed: int = 0, 
         known = list(OFFLINE_BINARY) + list(UCI_CLASSIFICATION)
         raise ValueError(f"unknown classification set {name!r}; expected one of {', '.join(map(repr, known))}")
     return binary_split(x, y, test_fraction, seed)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Image classification sets of Rossi et al. (Part V at full scale): MNIST, Fashion-MNIST, CIFAR-10
+# ----------------------------------------------------------------------------------------------------------------
+
+IDX_TYPES = {0x08: np.uint8}
+
+
+def parse_idx(raw: bytes, name: str) -> np.ndarray:
+    """An array from the IDX format of MNIST and Fashion-MNIST (gzip-compressed or not): a 4-byte magic number
+    (two zero bytes, a type code, the number of dimensions), the dimensions as big-endian uint32, then the data.
+    A wrong magic number or a data section of the wrong length (a truncated download) raises `ValueError`."""
+    import gzip
+
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError) as err:
+            raise ValueError(f"{name}: not a complete gzip file ({err}); the download was cut off or corrupted") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
+        raise ValueError(f"{name}: not an IDX file of unsigned bytes (magic number {raw[:4].hex() or 'missing'})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{name}: IDX header cut off ({len(raw)} bytes, expected at least {header})")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape))
+    if len(raw) - header != expected:
+        raise ValueError(f"{name}: IDX data of shape {shape} needs {expected} bytes, found {len(raw) - header}; "
+                         f"the file is truncated or corrupted")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+CIFAR_RECORD = 1 + 32 * 32 * 3
+
+
+def parse_cifar_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, 32, 32, 3) uint8, labels (N,)) from one CIFAR-10 binary batch: records of one label byte and
+    3072 pixel bytes (the red, green and blue 32×32 planes in turn)."""
+    if len(raw) == 0 or len(raw) % CIFAR_RECORD:
+        raise ValueError(f"{name}: {len(raw)} bytes is not a whole number of {CIFAR_RECORD}-byte CIFAR-10 records; "
+                         f"the file is truncated or corrupted")
+    records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, CIFAR_RECORD)
+    labels = records[:, 0].astype(np.int32)
+    if labels.max() > 9:
+        raise ValueError(f"{name}: label {int(labels.max())} out of range 0..9; not a CIFAR-10 batch")
+    return records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+class ImageSource(NamedTuple):
+    url: str  # the folder the files are downloaded from
+    prefix: str  # cache file names are prefix + remote name (MNIST and Fashion-MNIST share their remote names)
+    sha256: dict  # remote file name -> pinned SHA-256, or None (see the module docstring)
+
+
+_IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+              "t10k-labels-idx1-ubyte.gz")
+CIFAR10_BATCHES = tuple(f"data_batch_{i}.bin" for i in range(1, 6)) + ("test_batch.bin",)
+IMAGE_SETS = {
+    "mnist": ImageSource("https://ossci-datasets.s3.amazonaws.com/mnist/", "mnist-", dict.fromkeys(_IDX_FILES)),
+    "fashion_mnist": ImageSource("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", "fashion-mnist-",
+                                 dict.fromkeys(_IDX_FILES)),
+    "cifar10": ImageSource("https://www.cs.toronto.edu/~kriz/", "", {"cifar-10-binary.tar.gz": None}),
+}
+"""Rossi et al.'s image sets in their original binary formats: MNIST and Fashion-MNIST as gzipped IDX files (60,000
+training and 10,000 test 28×28 grey images), CIFAR-10 as the binary tarball (50,000 + 10,000 32×32 colour images)."""
+
+
+def _read_cifar10(path: Path) -> tuple[np.ndarray, ...]:
+    import tarfile
+
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            batches = [parse_cifar_batch(archive.extractfile(f"cifar-10-batches-bin/{b}").read(), b)
+                       for b in CIFAR10_BATCHES]
+    except (tarfile.TarError, KeyError, EOFError, OSError) as err:
+        raise ValueError(f"{path.name}: not a complete CIFAR-10 binary tarball ({err})") from None
+    x_train = np.concatenate([b[0] for b in batches[:-1]])
+    y_train = np.concatenate([b[1] for b in batches[:-1]])
+    return x_train, y_train, batches[-1][0], batches[-1][1]
+
+
+def image_classification(name: str, directory=None, allow_unpinned: bool = False, flat: bool = False) -> ClassificationSplit:
+    """MNIST ("mnist"), Fashion-MNIST ("fashion_mnist") or CIFAR-10 ("cifar10") with their standard train/test
+    split, downloaded by `download` (SHA-256 checks, atomic cache writes) and parsed from the original binary files.
+    Pixels are scaled to [0, 1] as float32 images (N, H, W, C), or flat (N, H·W·C) when `flat`; labels are 0..9."""
+    if name not in IMAGE_SETS:
+        raise ValueError(f"unknown image set {name!r}; expected one of {', '.join(map(repr, IMAGE_SETS))}")
+    source = IMAGE_SETS[name]
+    paths = {remote: download(source.url + remote, source.prefix + remote, sha, directory, allow_unpinned)
+             for remote, sha in source.sha256.items()}
+    if name == "cifar10":
+        x_tr, y_tr, x_te, y_te = _read_cifar10(paths["cifar-10-binary.tar.gz"])
+    else:
+        x_tr, y_tr, x_te, y_te = (parse_idx(paths[f].read_bytes(), source.prefix + f) for f in _IDX_FILES)
+        x_tr, x_te = x_tr[..., None], x_te[..., None]
+    for role, (x, y) in {"training": (x_tr, y_tr), "test": (x_te, y_te)}.items():
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"{name}: {x.shape[0]} {role} images but {y.shape[0]} labels")
+    x_tr, x_te = (x.astype(np.float32) / 255.0 for x in (x_tr, x_te))
+    if flat:
+        x_tr, x_te = x_tr.reshape(len(x_tr), -1), x_te.reshape(len(x_te), -1)
+    return ClassificationSplit(x_tr, y_tr.astype(np.int32), x_te, y_te.astype(np.int32), 10)
