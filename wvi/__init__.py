@@ -19,6 +19,7 @@ The library behind the `wvi` book. One module per concept:
   algorithm  the init/step shape shared by every method, and `run`, its scan driver
   plot       the book's plotting style and figure pieces
   report     claims checked by the chapters, collected for the reproduction report
+  experiments  command-line runs that write result files (python -m wvi.experiments.permutation, Part V at full scale)
 """
 from wvi import algorithm, align, barrier, bbvi, data, divergences, ensembles, flows, gaussian, mcmc, mixtures, nn, plot, report, targets
 from wvi.gaussian import DiagGaussian, Gaussian

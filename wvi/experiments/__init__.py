@@ -1,0 +1,4 @@
+"""Command-line experiments that write small result files for the book's full-scale chapters.
+
+    python -m wvi.experiments.permutation --preset mlp-mnist --out results/permutation/mlp-mnist   (Part V, full scale)
+"""
