@@ -75,3 +75,22 @@ def test_list_and_bad_arguments(capsys):
         permutation.main(["--preset", "mlp-mnist"])  # no --out
     with pytest.raises(SystemExit):
         permutation.main(["--preset", "vgg-imagenet", "--out", "x"])
+
+
+def test_replicas_are_spread_over_two_devices_with_the_same_result(tmp_path):
+    """Two CPU devices (XLA's host-platform device count) hold one replica each; the numbers do not change."""
+    import os
+    import subprocess
+    import sys
+
+    results = {}
+    for devices in (1, 2):
+        env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        out = tmp_path / f"d{devices}"
+        subprocess.run([sys.executable, "-m", "wvi.experiments.permutation", "--preset", "mlp-mnist", "--out", str(out)]
+                       + TINY_MLP, env=env, check=True, capture_output=True)
+        results[devices] = json.loads((out / "result.json").read_text())
+    assert results[1]["replica_devices"] == 1 and results[2]["replica_devices"] == 2 and results[2]["num_devices"] == 2
+    for label in ("naive", "aligned"):
+        for split in ("train", "test"):
+            assert results[2]["barriers"][label][split] == pytest.approx(results[1]["barriers"][label][split], rel=1e-4, abs=1e-6)

@@ -10,8 +10,8 @@ for MAP), and measures the loss barrier along the W2 geodesic before and after a
 sets (`wvi.barrier.naive_and_aligned`, 25 τ, 128 posterior samples). It writes `result.json` (`RESULT_KEYS`:
 config, package versions, device, wall times, accuracies, the alignment's objectives, barriers and loss curves).
 
-Training is cut into segments of `--checkpoint-every` steps; after each one the state is saved to
-`checkpoint.npz` next to the result. Run the same command again after an interruption (a Colab session that ended)
+With several devices the replica axis is sharded across them (`spread_replicas`). Training is cut into segments of
+`--checkpoint-every` steps; after each one the state is saved to `checkpoint.npz` next to the result. Run the same command again after an interruption (a Colab session that ended)
 and it resumes after the last saved segment. Segment k always uses the k-th key of one split, so an interrupted
 and resumed run gives the same numbers as an uninterrupted one.
 
@@ -65,8 +65,8 @@ PRESETS = {
     "resnet20-cifar10-map": Preset("cifar10", "resnet20", 1, 0.01, method="map", steps=10_000, learning_rate=0.05),
 }
 
-RESULT_KEYS = ("schema", "preset", "config", "versions", "device", "num_devices", "seconds", "accuracy", "alignment",
-               "barriers", "curves")
+RESULT_KEYS = ("schema", "preset", "config", "versions", "device", "num_devices", "replica_devices", "seconds", "accuracy",
+               "alignment", "barriers", "curves")
 SCHEMA = 1
 
 
@@ -91,6 +91,17 @@ def network(preset: Preset, x_train):
     raise ValueError(f"unknown arch {preset.arch!r}; expected 'mlp' or 'resnet20'")
 
 
+def spread_replicas(state, num_replicas: int):
+    """(state, number of devices): the replica axis (the leading axis of every leaf) placed across all devices with
+    JAX's sharding when there are several and they divide the replicas, so that the vmapped training step runs one
+    share of the replicas on each; unchanged on one device."""
+    devices = jax.devices()
+    if len(devices) < 2 or num_replicas % len(devices):
+        return state, 1
+    mesh = jax.sharding.Mesh(np.array(devices), ("replica",))
+    return jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("replica"))), len(devices)
+
+
 def _save_checkpoint(path: Path, state, segment: int, losses, config: dict) -> None:
     leaves = jax.tree_util.tree_leaves(state)
     tmp = path.with_name(path.name + ".part.npz")
@@ -113,7 +124,8 @@ def _load_checkpoint(path: Path, like, config: dict):
 
 
 def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: int, seed: int = 0, progress: bool = False):
-    """Two replicas trained together (vmap), resumable from `out/checkpoint.npz`; returns (q0, q1, seconds)."""
+    """Two replicas trained together (vmap, spread over the devices when there are several), resumable from
+    `out/checkpoint.npz`; returns (q0, q1, seconds, number of devices holding the replicas)."""
     init_fn, apply, _ = network(preset, x_train)
     prior_std = float(np.sqrt(preset.prior_variance))
     common = dict(prior_std=prior_std, batch_size=min(preset.batch_size, len(y_train)), learning_rate=preset.learning_rate)
@@ -133,6 +145,7 @@ def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: in
     if resumed is not None:
         state = resumed[0]
         print(f"resuming after step {min(done * checkpoint_every, preset.steps)} of {preset.steps}")
+    state, replica_devices = spread_replicas(state, 2)
     num_segments = -(-preset.steps // checkpoint_every)
     # XLA's CPU backend runs convolution gradients slowly inside lax.scan (benchmarks/train_throughput.py)
     loop = "python" if preset.arch == "resnet20" and jax.default_backend() == "cpu" else "scan"
@@ -145,7 +158,7 @@ def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: in
         losses.extend(np.asarray(segment_losses).mean(axis=1).tolist())
         _save_checkpoint(path, state, k + 1, losses, config)
     q = state.q if preset.method == "vi" else nn.point_mass(state.params)
-    return nn.replica(q, 0), nn.replica(q, 1), time.perf_counter() - start_time
+    return nn.replica(q, 0), nn.replica(q, 1), time.perf_counter() - start_time, replica_devices
 
 
 def versions() -> dict:
@@ -164,7 +177,7 @@ def run(preset: Preset, out: Path, name: str, checkpoint_every: int = 1_000, see
     wall_start = time.perf_counter()
     x_train, y_train, x_test, y_test = load_data(preset.data, preset.arch)
     _, apply, spec_fn = network(preset, x_train)
-    q0, q1, train_seconds = train_pair(preset, x_train, y_train, out, checkpoint_every, seed, progress)
+    q0, q1, train_seconds, replica_devices = train_pair(preset, x_train, y_train, out, checkpoint_every, seed, progress)
     spec = spec_fn(q0.mean)
     splits = {"train": (x_train, y_train), "test": (x_test, y_test)}
     align_start = time.perf_counter()
@@ -179,6 +192,7 @@ def run(preset: Preset, out: Path, name: str, checkpoint_every: int = 1_000, see
     record = {
         "schema": SCHEMA, "preset": name, "config": {**preset._asdict(), "seed": seed},
         "versions": versions(), "device": jax.devices()[0].device_kind, "num_devices": jax.device_count(),
+        "replica_devices": replica_devices,
         "seconds": {"train": train_seconds, "align_and_barriers": align_seconds, "wall": time.perf_counter() - wall_start},
         "accuracy": accuracy,
         "alignment": {"cost": cost, "sweeps": result.alignment.sweeps, "objectives": [float(v) for v in result.alignment.objectives]},
