@@ -31,6 +31,7 @@ learning rule on (m, P = Σ⁻¹), P ← (1 − β)P + β E[−∇² log p], m �
 """
 from __future__ import annotations
 
+import time
 from typing import Callable, NamedTuple
 
 import jax
@@ -42,7 +43,7 @@ from wvi import divergences
 from wvi import gaussian as G
 from wvi import mixtures as M
 from wvi._checks import check_choice
-from wvi.algorithm import Algorithm
+from wvi.algorithm import Algorithm, run_measured
 
 ESTIMATORS = ("rep", "path")
 RATIO_SCALINGS = ("none", "max")
@@ -236,14 +237,23 @@ def log_prob(q, x) -> jax.Array:
     return (M.log_prob if isinstance(q, M.Mixture) else G.log_prob)(q, x)
 
 
+def _log_ratios(key, q, log_density: Callable, num_samples: int) -> jax.Array:
+    """log p̃(xᵢ) − log q(xᵢ) for `num_samples` draws xᵢ ~ q."""
+    x = sample(key, q, num_samples)
+    return jax.vmap(log_density)(x) - log_prob(q, x)
+
+
+def _ess(w) -> jax.Array:
+    """(Σ wᵢ)² / Σ wᵢ²: n for equal weights, 1 when one weight carries everything; invariant to a common scale."""
+    return jnp.sum(w) ** 2 / jnp.sum(w**2)
+
+
 def log_evidence(key, q, log_density: Callable, num_samples: int):
     """(log Ẑ, ESS): the importance-sampling estimate log (1/n) Σ p̃(xᵢ)/q(xᵢ), xᵢ ~ q, of the log normaliser of an
     unnormalised log density, and the effective sample size (Σ wᵢ)² / Σ wᵢ² of its weights (n when q ∝ p̃). A good
     proposal is a reverse-KL fit; the estimate is unbiased for Z, not for log Z (Part III)."""
-    x = sample(key, q, num_samples)
-    log_w = jax.vmap(log_density)(x) - log_prob(q, x)
-    w = jnp.exp(log_w - jnp.max(log_w))
-    return jax.scipy.special.logsumexp(log_w) - jnp.log(num_samples), jnp.sum(w) ** 2 / jnp.sum(w**2)
+    log_w = _log_ratios(key, q, log_density, num_samples)
+    return jax.scipy.special.logsumexp(log_w) - jnp.log(num_samples), _ess(jnp.exp(log_w - jnp.max(log_w)))
 
 
 def marginal_density(q, coordinate: int, points) -> jax.Array:
@@ -265,10 +275,8 @@ def estimator_weight_ess(key, q, log_density: Callable, num_samples: int, diverg
     reverse KL (ESS = n), r for forward KL, 2r² for χ², √r / 2 for Hellinger. An ESS near 1 means that one draw
     steers each update (Part III). For a mixture, the draws of all components are pooled."""
     div = divergences.get(divergence)
-    x = sample(key, q, num_samples)
-    log_r = jax.vmap(log_density)(x) - log_prob(q, x)
-    w = jax.vmap(jax.grad(div.h_log))(log_r - jnp.max(log_r))  # ESS is invariant to the common scale of w
-    return jnp.sum(w) ** 2 / jnp.sum(w**2)
+    log_r = _log_ratios(key, q, log_density, num_samples)
+    return _ess(jax.vmap(jax.grad(div.h_log))(log_r - jnp.max(log_r)))
 
 
 FAMILIES = ("mean-field", "full-covariance", "mixture")
@@ -305,10 +313,6 @@ def fit(key, log_density: Callable, q0, optimizer: optax.GradientTransformation,
     `ratio_scaling=None` picks "none" for reverse KL and "max" otherwise: an unnormalised log density (a posterior)
     makes r = p/q unknown up to the evidence Z, and only the max-scaled estimator is invariant to it (module
     docstring). Part III, "Bayesian logistic regression"."""
-    import time
-
-    from wvi.algorithm import run_measured
-
     if ratio_scaling is None:
         ratio_scaling = "none" if divergence == "reverse_kl" else "max"
     algorithm = build(log_density, optimizer, num_samples, estimator, divergence, ratio_scaling)

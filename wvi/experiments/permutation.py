@@ -28,6 +28,7 @@ import json
 import platform
 import sys
 import time
+import typing
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple, Optional
@@ -211,8 +212,7 @@ def main(argv: Optional[list] = None) -> dict | None:
     parser.add_argument("--list", action="store_true", help="print the presets and exit")
     for field in ("data", "width", "prior_variance", "temperature", "method", "norm", "steps", "batch_size",
                   "learning_rate", "num_samples", "num_taus"):
-        default = Preset._field_defaults.get(field)
-        kind = type(default) if default is not None else (int if field == "width" else float if field == "prior_variance" else str)
+        kind = typing.get_type_hints(Preset)[field]  # str, int or float
         parser.add_argument("--" + field.replace("_", "-"), type=kind, help=f"override the preset's {field}")
     parser.add_argument("--checkpoint-every", type=int, default=1_000, help="steps between checkpoints")
     parser.add_argument("--seed", type=int, default=0)
