@@ -79,6 +79,7 @@ def test_align_recovers_a_planted_permutation(cost):
     result = align.align(q0, q1, spec, cost=cost, key=jax.random.key(4))
     assert _inverse_ok(planted, result.perms)
     assert np.all(np.diff(result.objectives) >= -1e-9)  # the objective never decreases across sweeps
+    assert result.seconds > 0
     assert result.objectives[-1] > result.objectives[0]
     aligned = align.permute(q1, spec, result.perms)
     np.testing.assert_allclose(aligned.mean[1]["w"], q0.mean[1]["w"], atol=1e-2)

@@ -1,4 +1,5 @@
 """Tests of wvi.data, offline: the downloader and parsers on fixture files served through file:// URLs."""
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -221,3 +222,29 @@ def test_broken_image_files_raise_clear_errors(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="unknown image set 'svhn'"):
         data.image_classification("svhn", tmp_path)
+
+
+def test_every_image_file_has_a_pinned_hash():
+    for name, source in data.IMAGE_SETS.items():
+        for remote, sha in {**source.sha256, **source.raw_sha256}.items():
+            assert isinstance(sha, str) and len(sha) == 64 and int(sha, 16) >= 0, (name, remote)
+        assert set(source.raw_sha256) <= set(source.sha256), name
+
+
+def test_a_decompressed_copy_with_the_pinned_hash_is_read_instead_of_downloading(tmp_path, monkeypatch):
+    import gzip
+
+    source = data.IMAGE_SETS["mnist"]
+    raw = {remote: gzip.decompress((IMAGES / remote).read_bytes()) for remote in source.sha256}
+    for remote, content in raw.items():
+        (tmp_path / ("mnist-" + remote.removesuffix(".gz"))).write_bytes(content)
+    pinned = {remote: hashlib.sha256(content).hexdigest() for remote, content in raw.items()}
+    # an unreachable URL: any download attempt would fail
+    monkeypatch.setitem(data.IMAGE_SETS, "mnist", source._replace(url="http://127.0.0.1:9/", raw_sha256=pinned))
+    split = data.image_classification("mnist", tmp_path)
+    assert list(split.y_train) == [5, 0, 4] and list(split.y_test) == [7, 2]
+    assert not any(p.suffix == ".gz" for p in tmp_path.iterdir())
+    (tmp_path / "mnist-t10k-labels-idx1-ubyte").write_bytes(raw["t10k-labels-idx1-ubyte.gz"][:-1])
+    with pytest.raises(ValueError, match=r"decompressed copy .*mnist-t10k-labels-idx1-ubyte has SHA-256 [0-9a-f]{64}, "
+                                         r"expected"):
+        data.image_classification("mnist", tmp_path)

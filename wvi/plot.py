@@ -235,3 +235,32 @@ def plane_slice(ax, xs, ys, values, points: dict, levels: int = 20, cmap: str = 
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 6), color="w", fontweight="bold")
     ax.set_aspect("equal")
     return mappable
+
+
+def barrier_bars(ax, names: Sequence[str], naive: Sequence[float], aligned: Sequence[float], split: str = "test"):
+    """Grouped bars of the naive and aligned barriers of several runs (Rossi et al.'s Figs. 4 and 11); a missing
+    run (NaN) leaves an empty slot labelled "not run"."""
+    x = np.arange(len(names))
+    for offset, (label, values) in zip((-0.2, 0.2), (("naive", naive), ("aligned", aligned))):
+        values = np.asarray(values, float)
+        ax.bar(x + offset, np.nan_to_num(values), width=0.4, color=color(label), label=label)
+        for xi in x[np.isnan(values)]:
+            ax.text(xi + offset, 0, "not run", rotation=90, ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, names, rotation=20, ha="right")
+    ax.set_ylabel(f"{split} barrier (nats / point)")
+    ax.legend()
+
+
+def barrier_sweep(ax, xs: Sequence[float], naive: Sequence[float], aligned: Sequence[float], xlabel: str,
+                  title: str = "", logx: bool = True):
+    """Naive and aligned barriers against a swept setting (Rossi et al.'s Figs. 5, 7, 8 and 9)."""
+    for label, values, style in (("naive", naive, "--"), ("aligned", aligned, "-")):
+        ax.plot(xs, values, style, marker="o", color=color(label), label=label)
+    if logx:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(list(xs), [f"{x:g}" for x in xs])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test barrier (nats / point)")
+    ax.set_title(title)
+    ax.legend()

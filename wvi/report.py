@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 
 class Claim(NamedTuple):
     source: str  # the work (or "book") that makes the claim
     claim: str  # the claim with its tolerance, in words
     measured: str  # the figure this run measured
-    passed: bool
+    passed: Optional[bool]  # None: not yet run at the scale the claim needs (`Claims.pending`)
 
 
 def _fmt(value) -> str:
@@ -43,12 +43,19 @@ class Claims:
         print(f"[{'pass' if passed else 'FAIL'}] {claim}: measured {_fmt(measured)}")
         return passed
 
+    def pending(self, source: str, claim: str, measured) -> None:
+        """Record a claim that cannot be decided yet (its experiment has not run at the scale it needs); the
+        report shows it as "not yet run" with what was measured so far."""
+        self.items.append(Claim(source, claim, _fmt(measured), None))
+        print(f"[not yet run] {claim}: {_fmt(measured)}")
+
     @property
     def all_passed(self) -> bool:
-        return all(c.passed for c in self.items)
+        """No recorded claim failed (pending claims are not failures)."""
+        return all(c.passed is not False for c in self.items)
 
     def failures(self) -> str:
-        return "; ".join(f"{c.claim} (measured {c.measured})" for c in self.items if not c.passed) or "none"
+        return "; ".join(f"{c.claim} (measured {c.measured})" for c in self.items if c.passed is False) or "none"
 
     def save(self, directory: str | Path | None = None) -> Path | None:
         """Write book/claims/<chapter>.json. From a chapter the default directory is found relative to the
@@ -76,11 +83,18 @@ def load(directory: str | Path) -> list[dict]:
     return sorted(records, key=lambda r: r["chapter"])
 
 
+def counts(records: list[dict]) -> dict:
+    """{"pass": n, "fail": n, "not yet run": n} over all claims of `records`."""
+    claims = [c["passed"] for record in records for c in record["claims"]]
+    return {"pass": claims.count(True), "fail": claims.count(False), "not yet run": claims.count(None)}
+
+
 def markdown_table(records: list[dict]) -> str:
-    """One row per claim: work, claim, chapter, measured figure, pass/fail."""
+    """One row per claim: work, claim, chapter, measured figure, pass / fail / not yet run."""
     rows = ["| work | claim | chapter | measured | status |", "|---|---|---|---|---|"]
     for record in records:
         link = f"[{record['title']}]({record['chapter']}.ipynb)"
         for c in record["claims"]:
-            rows.append(f"| {c['source']} | {c['claim']} | {link} | {c['measured']} | {'pass' if c['passed'] else '**fail**'} |")
+            status = {True: "pass", False: "**fail**", None: "not yet run"}[c["passed"]]
+            rows.append(f"| {c['source']} | {c['claim']} | {link} | {c['measured']} | {status} |")
     return "\n".join(rows)

@@ -1,25 +1,33 @@
-"""Rossi et al.'s permutation-alignment experiments, one command per run (Part V at full scale).
+"""Rossi et al.'s permutation-alignment experiments, one command per run or per paper figure (Part V at full scale).
 
     python -m wvi.experiments.permutation --preset mlp-mnist --out results/permutation/mlp-mnist
-    python -m wvi.experiments.permutation --preset mlp-mnist --width 1024 --out results/permutation/mlp-mnist-w1024
+    python -m wvi.experiments.permutation --preset mlp-mnist --width 1024 --out results/permutation/mlp-mnist-width1024
+    python -m wvi.experiments.permutation --figure 5 --out results/permutation
     python -m wvi.experiments.permutation --list
 
 Each run trains two replicas of a mean-field VI (or MAP) network from different seeds, together in one vmapped
 program, aligns the second to the first (`wvi.align.align`: Wasserstein cost for VI, weight matching on the means
 for MAP), and measures the loss barrier along the W2 geodesic before and after alignment on the training and test
-sets (`wvi.barrier.naive_and_aligned`, 25 τ, 128 posterior samples). It writes `result.json` (`RESULT_KEYS`:
-config, package versions, device, wall times, accuracies, the alignment's objectives, barriers and loss curves).
+sets (`wvi.barrier.naive_and_aligned`, 25 τ, 128 posterior samples). It writes `result.json` with the config,
+package versions, devices, wall times, accuracies, the alignment's objectives, barriers and loss curves.
 
-With several devices the replica axis is sharded across them (`spread_replicas`). Training is cut into segments of
-`--checkpoint-every` steps; after each one the state is saved to `checkpoint.npz` next to the result. Run the same command again after an interruption (a Colab session that ended)
-and it resumes after the last saved segment. Segment k always uses the k-th key of one split, so an interrupted
-and resumed run gives the same numbers as an uninterrupted one.
+`--figure N` runs every point of the paper's figure N (`FIGURES`: Figs. 4, 5, 7, 8, 9 and 11), each into
+`OUT/<run name>/` (`run_name`), skipping points whose result is already there. Overrides given on the command line
+apply to every point (e.g. `--steps 2000 --num-samples 8` for a reduced budget; each result records its config).
+With several devices the points run at the same time, each on its own share of the devices (`device_groups`); with
+at least two devices per point the replica axis is sharded across its share (`spread_replicas`).
 
-Presets follow the paper's Table 1 (`../shared/reference/experiments.md` §6): batch 500, VI std init 0.01, one
-training sample a step, 128 test samples; MLP 3×512 ReLU with prior variance 0.0025; ResNet20 (base width 16) with
-FRN or LayerNorm and prior variance 0.01. The numbers of steps are ours (the paper does not give them): 50 epochs
-of MNIST-sized data for the MLPs, 100 epochs of CIFAR-10 for ResNet20. `--data digits` swaps in scikit-learn's
-offline 8×8 digits for smoke tests on CPU.
+Training is cut into segments of `--checkpoint-every` steps; after each one the state is saved to `checkpoint.npz`
+next to the result. Run the same command again after an interruption (a Colab session that ended) and it resumes
+after the last saved segment. Segment k always uses the k-th key of one split, so an interrupted and resumed run
+gives the same numbers as an uninterrupted one.
+
+Presets follow the paper's Table 1 (appendix of `../shared/seeds/002_*.txt`): batch 500, 1,000 training epochs, VI
+std init 0.01, temperature 1, one training sample a step, 128 test samples; MLP 3×512 ReLU with prior variance
+0.0025; ResNet20 (base width 16) with FRN or LayerNorm and prior variance 0.01; SGD with momentum (0.9: ours, the
+paper does not give it). Table 1's learning rate 1e-6 is read as a step on the summed loss, −ELBO over all N points;
+our trainers step on −ELBO / N, so the same step is 1e-6 · N: 0.06 on MNIST and Fashion-MNIST (N = 60,000), 0.05 on
+CIFAR-10 (N = 50,000). `--data digits` swaps in scikit-learn's offline 8×8 digits for smoke tests on CPU.
 """
 from __future__ import annotations
 
@@ -29,6 +37,7 @@ import platform
 import sys
 import time
 import typing
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple, Optional
@@ -48,27 +57,105 @@ class Preset(NamedTuple):
     temperature: float = 1.0
     method: str = "vi"  # "vi" or "map"
     norm: str = "frn"  # ResNet20 only: "frn" or "layernorm"
-    steps: int = 6_000
+    steps: int = 120_000  # 1,000 epochs of 60,000 points in batches of 500
     batch_size: int = 500
-    learning_rate: float = 0.1
+    learning_rate: float = 0.06  # Table 1's 1e-6 on the summed loss, times N = 60,000 (see the module docstring)
     std_init: float = 0.01
     num_samples: int = 128  # posterior samples behind each loss on the path
     num_taus: int = 25
 
 
+_CIFAR = dict(steps=100_000, learning_rate=0.05)  # 1,000 epochs of 50,000 points; 1e-6 · 50,000
 PRESETS = {
     "mlp-mnist": Preset("mnist", "mlp", 512, 0.0025),
     "mlp-fashion-mnist": Preset("fashion_mnist", "mlp", 512, 0.0025),
-    "mlp-cifar10": Preset("cifar10", "mlp", 512, 0.0025, steps=10_000),
+    "mlp-cifar10": Preset("cifar10", "mlp", 512, 0.0025, **_CIFAR),
     "mlp-mnist-map": Preset("mnist", "mlp", 512, 0.0025, method="map"),
-    "resnet20-cifar10": Preset("cifar10", "resnet20", 1, 0.01, steps=10_000, learning_rate=0.05),
-    "resnet20-layernorm-cifar10": Preset("cifar10", "resnet20", 1, 0.01, norm="layernorm", steps=10_000, learning_rate=0.05),
-    "resnet20-cifar10-map": Preset("cifar10", "resnet20", 1, 0.01, method="map", steps=10_000, learning_rate=0.05),
+    "resnet20-cifar10": Preset("cifar10", "resnet20", 1, 0.01, **_CIFAR),
+    "resnet20-layernorm-cifar10": Preset("cifar10", "resnet20", 1, 0.01, norm="layernorm", **_CIFAR),
+    "resnet20-cifar10-map": Preset("cifar10", "resnet20", 1, 0.01, method="map", **_CIFAR),
 }
 
-RESULT_KEYS = ("schema", "preset", "config", "versions", "device", "num_devices", "replica_devices", "seconds", "accuracy",
-               "alignment", "barriers", "curves")
-SCHEMA = 1
+RESULT_KEYS = ("schema", "preset", "config", "versions", "device", "num_devices", "replica_devices", "devices", "seconds",
+               "accuracy", "alignment", "barriers", "curves")
+SCHEMA = 2
+
+
+def run_name(preset: str, overrides: dict) -> str:
+    """A run's folder name: the preset, then -<field><value> for each override in `Preset`'s field order (e.g.
+    mlp-mnist-width1024, resnet20-cifar10-width8-steps10000)."""
+    ordered = sorted(overrides.items(), key=lambda item: Preset._fields.index(item[0]))
+    return preset + "".join(f"-{field.replace('_', '')}{value:g}" if isinstance(value, float) else f"-{field.replace('_', '')}{value}"
+                            for field, value in ordered)
+
+
+class Run(NamedTuple):
+    """One point of a figure: a preset and the fields it changes."""
+    preset: str
+    overrides: tuple = ()  # ((field, value), ...)
+
+    @property
+    def name(self) -> str:
+        return run_name(self.preset, dict(self.overrides))
+
+    @property
+    def config(self) -> Preset:
+        return PRESETS[self.preset]._replace(**dict(self.overrides))
+
+
+class Figure(NamedTuple):
+    number: int
+    title: str
+    claim: str  # what the paper reports, in words
+    x: Optional[str]  # the swept field, or None for a bar chart of single runs
+    runs: tuple  # (Run, ...)
+    budget: str  # the training budget of its runs, stated
+
+
+def _sweep(preset: str, field: str, values, **fixed) -> tuple:
+    """Runs of `preset` with `field` at each value (and the `fixed` overrides); an override equal to the preset's
+    own value is dropped, so that the preset's own point is the plain preset's run, shared between figures."""
+    runs = []
+    for value in values:
+        overrides = {k: v for k, v in {**fixed, field: value}.items() if v != getattr(PRESETS[preset], k)}
+        runs.append(Run(preset, tuple(overrides.items())))
+    return tuple(runs)
+
+
+_WIDE = dict(steps=10_000)  # 100 epochs of CIFAR-10: the budget of the ResNet20 width and prior sweeps
+FIGURES = {
+    4: Figure(4, "Zero-barrier solutions",
+              "barriers between two VI solutions without alignment; after alignment none for MLPs on MNIST and "
+              "CIFAR-10 and nearly none for ResNet20 on CIFAR-10, on train and test",
+              None, (Run("mlp-mnist"), Run("mlp-cifar10"), Run("resnet20-cifar10")),
+              "Table 1: 1,000 epochs each"),
+    5: Figure(5, "Effect of width",
+              "wider models have lower barriers: MLPs with and without alignment, ResNet20 only after alignment",
+              "width", _sweep("mlp-mnist", "width", (128, 256, 512, 1024, 2048))
+              + _sweep("resnet20-cifar10", "width", (1, 2, 4, 8, 16), **_WIDE),
+              "MLPs 1,000 epochs; ResNet20 ×1 to ×16 100 epochs (×16 has 256 times the multiply-adds of ×1); the "
+              "paper does not name the MLP's data set, we use MNIST"),
+    7: Figure(7, "Effect of prior variance",
+              "after alignment the prior variance has little effect; naive barriers fall as the variance grows",
+              "prior_variance", _sweep("mlp-mnist", "prior_variance", (0.000625, 0.0025, 0.01))
+              + _sweep("mlp-fashion-mnist", "prior_variance", (0.000625, 0.0025, 0.01))
+              + _sweep("resnet20-cifar10", "prior_variance", (0.0025, 0.01, 0.04), width=8, **_WIDE),
+              "MLPs 1,000 epochs; ResNet20 ×8 100 epochs; the grid (¼, 1 and 4 times Table 1's variance) is ours"),
+    8: Figure(8, "Effect of temperature",
+              "after alignment, cold posteriors (T < 1) give barriers marginally closer to zero than warm ones (T > 1)",
+              "temperature", _sweep("mlp-mnist", "temperature", (0.1, 0.3, 1.0, 3.0)),
+              "1,000 epochs; the paper does not name the model, we use its MLP on MNIST; the grid is ours"),
+    9: Figure(9, "VI versus SGD (MAP)",
+              "VI with alignment and MAP with weight matching alike for narrow ResNet20s; MAP marginally lower when wide",
+              "width", _sweep("resnet20-cifar10", "width", (1, 2, 4, 8, 16), **_WIDE)
+              + _sweep("resnet20-cifar10-map", "width", (1, 2, 4, 8, 16), **_WIDE),
+              "100 epochs each; the VI runs are Fig. 5's"),
+    11: Figure(11, "Effect of normalisation layers",
+               "ResNet20s with FRN and with LayerNorm can both be aligned; LayerNorm has lower barriers",
+               None, (Run("resnet20-cifar10"), Run("resnet20-layernorm-cifar10")),
+               "Table 1: 1,000 epochs each; the FRN run is Fig. 4's"),
+}
+"""The paper's figures that `--figure N` regenerates (a run shared by two figures is trained once)."""
 
 
 def load_data(name: str, arch: str):
@@ -76,7 +163,7 @@ def load_data(name: str, arch: str):
     if name == "digits":
         split = data.digits(images=arch == "resnet20")
     else:
-        split = data.image_classification(name, allow_unpinned=True, flat=arch == "mlp")
+        split = data.image_classification(name, flat=arch == "mlp")
     real = jax.dtypes.canonicalize_dtype(jnp.float64)  # float32 unless x64 is enabled: the parameters' dtype
     return (jnp.asarray(split.x_train, real), jnp.asarray(split.y_train), jnp.asarray(split.x_test, real),
             jnp.asarray(split.y_test))
@@ -92,15 +179,31 @@ def network(preset: Preset, x_train):
     raise ValueError(f"unknown arch {preset.arch!r}; expected 'mlp' or 'resnet20'")
 
 
-def spread_replicas(state, num_replicas: int):
-    """(state, number of devices): the replica axis (the leading axis of every leaf) placed across all devices with
-    JAX's sharding when there are several and they divide the replicas, so that the vmapped training step runs one
-    share of the replicas on each; unchanged on one device."""
-    devices = jax.devices()
+def eval_batch(preset: Preset) -> int:
+    """Posterior samples evaluated at once on the barrier's paths: 16, divided by the ResNet's width multiplier so
+    that activation memory (∝ samples × width × `nn.DATA_CHUNK` points) stays that of ResNet20 ×1."""
+    return max(1, 16 // preset.width) if preset.arch == "resnet20" else 16
+
+
+def spread_replicas(state, num_replicas: int, devices=None):
+    """(state, number of devices holding it): the replica axis (the leading axis of every leaf) placed across
+    `devices` (default: all) with JAX's sharding when there are several and they divide the replicas, so that the
+    vmapped training step runs one share of the replicas on each; otherwise the state goes to the first device."""
+    devices = list(devices or jax.devices())
     if len(devices) < 2 or num_replicas % len(devices):
-        return state, 1
+        return jax.device_put(state, devices[0]), 1
     mesh = jax.sharding.Mesh(np.array(devices), ("replica",))
     return jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("replica"))), len(devices)
+
+
+def device_groups(num_points: int, devices=None) -> list:
+    """The devices of each of `num_points` sweep points run at the same time: two each (one per replica) when
+    there are at least two devices per point; otherwise one each, shared round robin (points on the same device
+    run one after another)."""
+    devices = list(devices or jax.devices())
+    size = 2 if len(devices) >= 2 * num_points else 1
+    groups = [devices[i * size:(i + 1) * size] for i in range(len(devices) // size)]
+    return [groups[i % len(groups)] for i in range(num_points)]
 
 
 def _save_checkpoint(path: Path, state, segment: int, losses, config: dict) -> None:
@@ -124,8 +227,9 @@ def _load_checkpoint(path: Path, like, config: dict):
         return jax.tree_util.tree_unflatten(treedef, leaves), int(saved["segment"]), list(saved["losses"])
 
 
-def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: int, seed: int = 0, progress: bool = False):
-    """Two replicas trained together (vmap, spread over the devices when there are several), resumable from
+def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: int, seed: int = 0, progress: bool = False,
+               devices=None):
+    """Two replicas trained together (vmap, spread over `devices` when there are several), resumable from
     `out/checkpoint.npz`; returns (q0, q1, seconds, number of devices holding the replicas)."""
     init_fn, apply, _ = network(preset, x_train)
     prior_std = float(np.sqrt(preset.prior_variance))
@@ -146,7 +250,7 @@ def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: in
     if resumed is not None:
         state = resumed[0]
         print(f"resuming after step {min(done * checkpoint_every, preset.steps)} of {preset.steps}")
-    state, replica_devices = spread_replicas(state, 2)
+    state, replica_devices = spread_replicas(state, 2, devices)
     num_segments = -(-preset.steps // checkpoint_every)
     # XLA's CPU backend runs convolution gradients slowly inside lax.scan (benchmarks/train_throughput.py)
     loop = "python" if preset.arch == "resnet20" and jax.default_backend() == "cpu" else "scan"
@@ -172,31 +276,42 @@ def versions() -> dict:
             "optax": optax.__version__, "scipy": scipy.__version__, "wvi": wvi.__version__}
 
 
-def run(preset: Preset, out: Path, name: str, checkpoint_every: int = 1_000, seed: int = 0, progress: bool = False) -> dict:
-    """Train, align, measure; write and return the result (keys `RESULT_KEYS`)."""
+def run(preset: Preset, out: Path, name: str, checkpoint_every: int = 1_000, seed: int = 0, progress: bool = False,
+        devices=None) -> dict:
+    """Train, align, measure on `devices` (default: all); write and return the result (keys `RESULT_KEYS`)."""
+    devices = list(devices or jax.devices())
+    with jax.default_device(devices[0]):
+        return _run(preset, out, name, checkpoint_every, seed, progress, devices)
+
+
+def _run(preset: Preset, out: Path, name: str, checkpoint_every: int, seed: int, progress: bool, devices: list) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     wall_start = time.perf_counter()
     x_train, y_train, x_test, y_test = load_data(preset.data, preset.arch)
     _, apply, spec_fn = network(preset, x_train)
-    q0, q1, train_seconds, replica_devices = train_pair(preset, x_train, y_train, out, checkpoint_every, seed, progress)
+    q0, q1, train_seconds, replica_devices = train_pair(preset, x_train, y_train, out, checkpoint_every, seed, progress,
+                                                        devices)
     spec = spec_fn(q0.mean)
     splits = {"train": (x_train, y_train), "test": (x_test, y_test)}
     align_start = time.perf_counter()
     cost = "wasserstein" if preset.method == "vi" else "mean"
     result = barrier.naive_and_aligned(jax.random.key(seed + 2), q0, q1, spec, apply, splits, cost=cost,
-                                       num_taus=preset.num_taus, num_samples=preset.num_samples if preset.method == "vi" else 1)
+                                       num_taus=preset.num_taus, num_samples=preset.num_samples if preset.method == "vi" else 1,
+                                       batch=eval_batch(preset))
     align_seconds = time.perf_counter() - align_start
     accuracy = {}
     for label, q in (("q0", q0), ("q1", q1)):
-        accuracy[label] = {s: nn.accuracy(nn.predictive_log_probs(jax.random.key(seed + 3), q, apply, x, preset.num_samples), y)
+        accuracy[label] = {s: nn.accuracy(nn.predictive_log_probs(jax.random.key(seed + 3), q, apply, x, preset.num_samples,
+                                                                  eval_batch(preset)), y)
                            for s, (x, y) in splits.items()}
     record = {
         "schema": SCHEMA, "preset": name, "config": {**preset._asdict(), "seed": seed},
-        "versions": versions(), "device": jax.devices()[0].device_kind, "num_devices": jax.device_count(),
-        "replica_devices": replica_devices,
+        "versions": versions(), "device": devices[0].device_kind, "num_devices": jax.device_count(),
+        "replica_devices": replica_devices, "devices": [str(d) for d in devices[:replica_devices]],
         "seconds": {"train": train_seconds, "align_and_barriers": align_seconds, "wall": time.perf_counter() - wall_start},
         "accuracy": accuracy,
-        "alignment": {"cost": cost, "sweeps": result.alignment.sweeps, "objectives": [float(v) for v in result.alignment.objectives]},
+        "alignment": {"cost": cost, "sweeps": result.alignment.sweeps, "seconds": result.alignment.seconds,
+                      "objectives": [float(v) for v in result.alignment.objectives]},
         "barriers": {label: {s: float(c.barrier) for s, c in getattr(result, label).items()} for label in ("naive", "aligned")},
         "curves": {label: {s: {"taus": np.asarray(c.taus).tolist(), "losses": np.asarray(c.losses).tolist()}
                            for s, c in getattr(result, label).items()} for label in ("naive", "aligned")},
@@ -205,11 +320,50 @@ def run(preset: Preset, out: Path, name: str, checkpoint_every: int = 1_000, see
     return record
 
 
+def run_figure(number: int, out_root: Path, overrides: Optional[dict] = None, checkpoint_every: int = 1_000,
+               seed: int = 0, progress: bool = False, devices=None) -> dict:
+    """Every run of `FIGURES[number]` with `overrides` applied, each into out_root/<run name>/; a run whose
+    result.json exists with the same config is not run again. With several devices the runs are spread over them
+    (`device_groups`), one thread per share of devices. Returns {run name: result}."""
+    if number not in FIGURES:
+        raise ValueError(f"unknown figure {number}; expected one of {', '.join(map(str, FIGURES))}")
+    overrides = overrides or {}
+    if FIGURES[number].x in overrides:
+        raise ValueError(f"{FIGURES[number].x} is the setting Fig. {number} sweeps; it cannot be overridden")
+    todo, results = [], {}
+    for r in FIGURES[number].runs:
+        preset = r.config._replace(**overrides)
+        out = out_root / r.name
+        done = out / "result.json"
+        if done.exists() and json.loads(done.read_text())["config"] == {**preset._asdict(), "seed": seed}:
+            print(f"{r.name}: result already there, skipped")
+            results[r.name] = json.loads(done.read_text())
+        else:
+            todo.append((r, preset, out))
+    groups = device_groups(len(todo), devices)
+    queues: dict = {}
+    for item, group in zip(todo, groups):
+        queues.setdefault(tuple(group), []).append(item)
+
+    def work(group, items):
+        return {r.name: run(preset, out, r.preset, checkpoint_every, seed, progress, list(group)) for r, preset, out in items}
+
+    if len(queues) <= 1:
+        for group, items in queues.items():
+            results.update(work(group, items))
+    else:
+        with ThreadPoolExecutor(len(queues)) as pool:
+            for done_runs in [pool.submit(work, g, items) for g, items in queues.items()]:
+                results.update(done_runs.result())
+    return results
+
+
 def main(argv: Optional[list] = None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS))
-    parser.add_argument("--out", type=Path, help="folder for result.json and checkpoint.npz")
-    parser.add_argument("--list", action="store_true", help="print the presets and exit")
+    parser.add_argument("--figure", type=int, choices=sorted(FIGURES), help="run every point of this paper figure")
+    parser.add_argument("--out", type=Path, help="folder for result.json and checkpoint.npz (with --figure: for the runs' folders)")
+    parser.add_argument("--list", action="store_true", help="print the presets and figures and exit")
     for field in ("data", "width", "prior_variance", "temperature", "method", "norm", "steps", "batch_size",
                   "learning_rate", "num_samples", "num_taus"):
         kind = typing.get_type_hints(Preset)[field]  # str, int or float
@@ -221,14 +375,20 @@ def main(argv: Optional[list] = None) -> dict | None:
     if args.list:
         for name, preset in PRESETS.items():
             print(f"{name:28s} {preset}")
+        for number, figure in FIGURES.items():
+            print(f"Fig. {number:<3d} {figure.title}: {', '.join(r.name for r in figure.runs)}")
         return None
-    if args.preset is None or args.out is None:
-        parser.error("--preset and --out are required (or --list)")
-    overrides = {f: getattr(args, f) for f in Preset._fields if getattr(args, f, None) is not None}
-    preset = PRESETS[args.preset]._replace(**overrides)
+    if (args.preset is None) == (args.figure is None) or args.out is None:
+        parser.error("give --out and one of --preset or --figure (or --list)")
     if args.checkpoint_every < 1:
         parser.error("--checkpoint-every must be a positive number of steps")
-    record = run(preset, args.out, args.preset, args.checkpoint_every, args.seed, args.progress)
+    overrides = {f: getattr(args, f) for f in Preset._fields if getattr(args, f, None) is not None}
+    if args.figure is not None:
+        results = run_figure(args.figure, args.out, overrides, args.checkpoint_every, args.seed, args.progress)
+        print(json.dumps({name: r["barriers"] for name, r in results.items()}, indent=1))
+        return results
+    record = run(PRESETS[args.preset]._replace(**overrides), args.out, args.preset, args.checkpoint_every, args.seed,
+                 args.progress)
     print(json.dumps({k: record[k] for k in ("preset", "device", "barriers", "seconds")}, indent=1))
     return record
 

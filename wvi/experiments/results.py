@@ -1,0 +1,241 @@
+"""Reading the committed results of `wvi.experiments.permutation` (the results chapter, book/part5/full_scale).
+
+Each run of a figure lives in `<root>/<run name>/result.json`. `run_status` says whether it is there and at which
+scale: "full" when its config is the figure's (Table 1's budget), "reduced" when some fields differ (a smaller
+budget, e.g. on CPU; the differences are listed), "missing" when there is no file. `figure_check` evaluates the
+paper's claim for a figure on whatever runs are there; the chapter records it for the reproduction report as a
+pass or fail only when every run of the figure is there at full scale, and as "not yet run" otherwise.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from wvi.barrier import BarrierCurve, barrier_from_losses
+from wvi.experiments.permutation import FIGURES, RESULT_KEYS, SCHEMA, Run
+
+
+class RunStatus(NamedTuple):
+    run: Run
+    scale: str  # "full", "reduced" or "missing"
+    record: Optional[dict]  # the result, when there is one
+    differences: dict  # field -> (value run, value of the figure's config), for a reduced run
+
+
+BUDGET_FIELDS = ("steps", "num_samples", "num_taus")
+"""The fields a reduced run may change; any other difference means the file belongs to another experiment."""
+
+
+def load_result(path: Path) -> dict:
+    """A result.json, checked against the schema the command writes (`RESULT_KEYS`, `SCHEMA`)."""
+    record = json.loads(Path(path).read_text())
+    if record.get("schema") != SCHEMA or set(record) != set(RESULT_KEYS):
+        raise ValueError(f"{path}: not a result of schema {SCHEMA} with keys {RESULT_KEYS}; rerun its command")
+    return record
+
+
+def run_status(root, run: Run, seed: int = 0) -> RunStatus:
+    """Whether `run`'s result is under `root`, at full scale or at a reduced budget (`BUDGET_FIELDS` differ); a
+    file whose config differs in any other field (another seed, data set, width...) raises `ValueError`."""
+    path = Path(root) / run.name / "result.json"
+    if not path.exists():
+        return RunStatus(run, "missing", None, {})
+    record = load_result(path)
+    full = {**run.config._asdict(), "seed": seed}
+    differences = {k: (record["config"].get(k), v) for k, v in full.items() if record["config"].get(k) != v}
+    foreign = sorted(set(differences) - set(BUDGET_FIELDS))
+    if foreign:
+        raise ValueError(f"{path}: config differs from run {run.name} in {', '.join(foreign)}, not only in its budget "
+                         f"({', '.join(BUDGET_FIELDS)}); it belongs to another experiment")
+    return RunStatus(run, "reduced" if differences else "full", record, differences)
+
+
+def figure_status(root, number: int) -> list:
+    """`run_status` of every run of Fig. `number`, in the figure's order."""
+    return [run_status(root, r) for r in FIGURES[number].runs]
+
+
+def describe(status: RunStatus) -> str:
+    """One line: where and how a run ran, or that it has not."""
+    if status.scale == "missing":
+        return "not yet run"
+    r = status.record
+    where = f"{r['device']} × {r['replica_devices']}, {r['seconds']['wall'] / 60:.1f} min"
+    if status.scale == "full":
+        return f"full scale ({where})"
+    diffs = ", ".join(f"{k} {ran} (full: {full})" for k, (ran, full) in status.differences.items())
+    return f"reduced: {diffs} ({where})"
+
+
+def command(number: int, root: str = "results/permutation") -> str:
+    """The command that (re)generates Fig. `number`'s runs."""
+    return f"python -m wvi.experiments.permutation --figure {number} --out {root}"
+
+
+def default_root(start=None) -> Optional[Path]:
+    """results/permutation of the checkout holding `start` (default: the working directory), found by walking up
+    to the folder with _toc.yml; None outside a checkout of the book."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").exists():
+            return folder / "results" / "permutation"
+    return None
+
+
+def barrier(status: RunStatus, label: str, split: str = "test") -> float:
+    return status.record["barriers"][label][split]
+
+
+def curve(status: RunStatus, label: str, split: str = "test") -> BarrierCurve:
+    """The loss curve along the path ("naive" or "aligned") of a run, as a `wvi.barrier.BarrierCurve`."""
+    c = status.record["curves"][label][split]
+    taus, losses = np.asarray(c["taus"]), np.asarray(c["losses"])
+    return BarrierCurve(taus, losses, *barrier_from_losses(taus, losses))
+
+
+def _by_preset(statuses: list) -> dict:
+    groups: dict = {}
+    for s in statuses:
+        if s.record is not None:
+            groups.setdefault(s.run.preset, []).append(s)
+    return groups
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def _budget(status: RunStatus) -> tuple:
+    return tuple(sorted((k, ran) for k, (ran, _) in status.differences.items()))
+
+
+def figure_check(number: int, statuses: list) -> tuple[str, Optional[bool]]:
+    """(what was measured, whether the paper's claim for Fig. `number` holds on the runs there), using the test
+    barriers; (message, None) when the runs needed for the comparison are not there, or when the runs there were
+    trained on different budgets (a comparison across budgets says nothing). The claims, one per figure:
+
+    4: every run's aligned barrier is below a quarter of its naive one (train and test);
+    5: for each model, the aligned barrier of the widest run is at most that of the narrowest; for the MLP the
+       naive barrier too;
+    7: for each model, the naive barrier falls from the smallest to the largest prior variance, and the aligned
+       barriers vary less over the variances than the naive ones;
+    8: the aligned barrier of the coldest run (T < 1) is at most that of the warmest (T > 1);
+    9: at the widest width both methods ran, MAP's aligned barrier is at most VI's;
+    11: the LayerNorm run's aligned barrier is below the FRN run's.
+    """
+    there = [s for s in statuses if s.record is not None]
+    if not there:
+        return "no results", None
+    budgets = {_budget(s) for s in there}
+    if len(budgets) > 1:
+        return f"runs of {len(budgets)} different budgets; not compared", None
+    x = FIGURES[number].x
+    if number == 4:
+        parts = [f"{s.run.name} {_fmt(barrier(s, 'aligned'))} vs {_fmt(barrier(s, 'naive'))}" for s in there]
+        holds = all(barrier(s, "aligned", split) < barrier(s, "naive", split) / 4 for s in there for split in ("train", "test"))
+        return "aligned vs naive test barrier: " + "; ".join(parts), holds
+    if number in (5, 7, 8):
+        parts, holds = [], []
+        for preset, group in _by_preset(there).items():
+            group = sorted(group, key=lambda s: s.record["config"][x])
+            if len(group) < 2:
+                continue
+            lo, hi = group[0], group[-1]
+            xs = f"{x} {lo.record['config'][x]:g} → {hi.record['config'][x]:g}"
+            aligned = [barrier(s, "aligned") for s in group]
+            naive = [barrier(s, "naive") for s in group]
+            if number == 5:
+                parts.append(f"{preset}: aligned {_fmt(aligned[0])} → {_fmt(aligned[-1])}, naive {_fmt(naive[0])} → "
+                             f"{_fmt(naive[-1])} ({xs})")
+                holds.append(aligned[-1] <= aligned[0] and (naive[-1] <= naive[0] or not preset.startswith("mlp")))
+            elif number == 7:
+                parts.append(f"{preset}: naive {_fmt(naive[0])} → {_fmt(naive[-1])}, aligned range "
+                             f"{_fmt(max(aligned) - min(aligned))} vs naive range {_fmt(max(naive) - min(naive))} ({xs})")
+                holds.append(naive[-1] < naive[0] and max(aligned) - min(aligned) < max(naive) - min(naive))
+            else:
+                t_lo, t_hi = lo.record["config"][x], hi.record["config"][x]
+                if not t_lo < 1 < t_hi:
+                    continue
+                parts.append(f"{preset}: aligned {_fmt(aligned[0])} at T = {t_lo:g} vs {_fmt(aligned[-1])} at T = {t_hi:g}")
+                holds.append(aligned[0] <= aligned[-1])
+        if not parts:
+            return ("needs a cold (T < 1) and a warm (T > 1) run of one model" if number == 8
+                    else "fewer than two runs of any model"), None
+        return "; ".join(parts), all(holds)
+    if number == 9:
+        widths = {}
+        for s in there:
+            widths.setdefault(s.record["config"]["width"], {})[s.record["config"]["method"]] = s
+        both = sorted(w for w, m in widths.items() if {"vi", "map"} <= set(m))
+        if not both:
+            return "no width with both VI and MAP runs", None
+        w = both[-1]
+        vi, map_ = barrier(widths[w]["vi"], "aligned"), barrier(widths[w]["map"], "aligned")
+        return f"width ×{w}: aligned MAP {_fmt(map_)} vs VI {_fmt(vi)}", map_ <= vi
+    if number == 11:
+        norms = {s.record["config"]["norm"]: s for s in there}
+        if set(norms) != {"frn", "layernorm"}:
+            return "needs both the FRN and the LayerNorm run", None
+        ln, frn = barrier(norms["layernorm"], "aligned"), barrier(norms["frn"], "aligned")
+        return f"aligned LayerNorm {_fmt(ln)} vs FRN {_fmt(frn)}", ln < frn
+    raise ValueError(f"unknown figure {number}; expected one of {', '.join(map(str, FIGURES))}")
+
+
+def plot_figure(number: int, statuses: list, split: str = "test"):
+    """Rossi et al.'s Fig. `number` from the runs there: naive and aligned barriers as bars per run, train and test
+    (Figs. 4 and 11), or against the swept setting on `split`, one panel per model (the others); a run not there is
+    marked "not run" or left out. Returns the matplotlib figure, or None when no run of the figure is there."""
+    import matplotlib.pyplot as plt
+
+    from wvi import plot
+
+    figure = FIGURES[number]
+    if all(s.record is None for s in statuses):
+        return None
+    nan = float("nan")
+
+    def pick(s, label, one_split=split):
+        return barrier(s, label, one_split) if s.record is not None else nan
+
+    def tag(s):
+        return {"full": "", "reduced": " (reduced)", "missing": ""}[s.scale]
+
+    if figure.x is None:
+        fig, axes = plt.subplots(1, 2, figsize=(2.4 + 2.4 * len(statuses), 3.8), sharey=True)
+        for ax, one_split in zip(axes, ("train", "test")):
+            plot.barrier_bars(ax, [s.run.name + tag(s) for s in statuses],
+                              [pick(s, "naive", one_split) for s in statuses],
+                              [pick(s, "aligned", one_split) for s in statuses], one_split)
+            ax.set_title(one_split)
+        fig.suptitle(f"Fig. {number}: {figure.title}")
+        fig.tight_layout()
+        return fig
+    groups = _by_preset(statuses)
+    if number == 9:  # the paper overlays aligned VI and aligned MAP against width
+        fig, ax = plt.subplots(figsize=(5.0, 3.6))
+        for preset, group in groups.items():
+            group = sorted(group, key=lambda s: s.record["config"]["width"])
+            label = "MAP" if group[0].record["config"]["method"] == "map" else "aligned"
+            ax.plot([s.record["config"]["width"] for s in group], [pick(s, "aligned") for s in group], marker="o",
+                    color=plot.color(label), label=f"{'MAP, weight matching' if label == 'MAP' else 'VI, aligned'}"
+                    + (" (reduced)" if any(s.scale == "reduced" for s in group) else ""))
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("width multiplier")
+        ax.set_ylabel(f"{split} barrier (nats / point)")
+        ax.legend()
+        ax.set_title(f"Fig. {number}: {figure.title}")
+        fig.tight_layout()
+        return fig
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.4), squeeze=False)
+    for ax, (preset, group) in zip(axes[0], groups.items()):
+        group = sorted(group, key=lambda s: s.record["config"][figure.x])
+        reduced = any(s.scale == "reduced" for s in group)
+        plot.barrier_sweep(ax, [s.record["config"][figure.x] for s in group], [pick(s, "naive") for s in group],
+                           [pick(s, "aligned") for s in group], figure.x.replace("_", " "),
+                           preset + (" (reduced)" if reduced else ""))
+    fig.suptitle(f"Fig. {number}: {figure.title}")
+    fig.tight_layout()
+    return fig
