@@ -69,12 +69,16 @@ class Claims:
         return path
 
 
+def book_root(start=None) -> Path | None:
+    """The checkout of the book holding `start` (default: the working directory): the nearest folder upwards with
+    _toc.yml; None outside a checkout (e.g. on Colab)."""
+    here = Path(start or Path.cwd()).resolve()
+    return next((folder for folder in (here, *here.parents) if (folder / "_toc.yml").exists()), None)
+
+
 def _claims_dir() -> Path | None:
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if (folder / "_toc.yml").exists() and (folder / "book" / "claims").is_dir():
-            return folder / "book" / "claims"
-    return None
+    root = book_root()
+    return root / "book" / "claims" if root is not None and (root / "book" / "claims").is_dir() else None
 
 
 def load(directory: str | Path) -> list[dict]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from wvi.barrier import BarrierCurve, barrier_from_losses
 from wvi.experiments.permutation import FIGURES, RESULT_KEYS, SCHEMA, Run
+from wvi.report import book_root
 
 
 class RunStatus(NamedTuple):
@@ -76,13 +77,9 @@ def command(number: int, root: str = "results/permutation") -> str:
 
 
 def default_root(start=None) -> Optional[Path]:
-    """results/permutation of the checkout holding `start` (default: the working directory), found by walking up
-    to the folder with _toc.yml; None outside a checkout of the book."""
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "_toc.yml").exists():
-            return folder / "results" / "permutation"
-    return None
+    """results/permutation of the checkout of the book holding `start` (`wvi.report.book_root`); None outside one."""
+    root = book_root(start)
+    return None if root is None else root / "results" / "permutation"
 
 
 def barrier(status: RunStatus, label: str, split: str = "test") -> float:
