@@ -1,5 +1,5 @@
 """The book's own contracts: every chapter starts with the canonical setup cell, was run top to bottom with its
-outputs committed, and every claims file belongs to a chapter of the table of contents."""
+outputs committed, and every ledger file (book/claims) belongs to a chapter of the table of contents."""
 import json
 import sys
 from pathlib import Path
@@ -39,7 +39,7 @@ def test_claims_files_belong_to_chapters():
     for path in (ROOT / "book" / "claims").glob("*.json"):
         record = json.loads(path.read_text())
         assert record["chapter"] in stems, f"{path.name} names {record['chapter']}, which is not a chapter"
-        assert record["claims"], f"{path.name} records no claims"
+        assert record["rows"], f"{path.name} records no ledger rows"
 
 
 def test_repository_url_is_written_once():

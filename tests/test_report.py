@@ -1,38 +1,121 @@
-"""Tests of wvi.report: claims are recorded, saved reproducibly and rendered into the report table."""
+"""Tests of wvi.report: ledger rows are recorded with a verdict from the fixed vocabulary, saved reproducibly,
+counted, and rendered (escaped) into the report page."""
 import json
+
+import pytest
 
 from wvi import report
 
 
-def test_check_save_load_and_table(tmp_path, capsys):
+def demo_claims():
     claims = report.Claims("part9/demo", "Demo chapter")
-    assert claims.check("Paper A", "x < 1", 0.123456, True)
-    assert not claims.check("book", "y > 2", "1.5", False)
-    assert "[FAIL] y > 2: measured 1.5" in capsys.readouterr().out
-    assert not claims.all_passed and claims.failures() == "y > 2 (measured 1.5)"
-    path = claims.save(tmp_path)
+    claims.work("Rossi et al.", "Fig. 4", "aligned barrier | naive barrier < ¼", measured="0.01 vs 1.2",
+                criterion="ratio < 0.25 (fixed in the text)", verdict=report.verdict_of(True), expected="reproduced")
+    claims.work("Rossi et al.", "Fig. 5", "wider is lower", measured="1.8 vs 1.3", criterion="widest ≤ narrowest",
+                verdict=report.verdict_of(False), expected="not reproduced", section="5. Width")
+    claims.unrun("Yi & Liu", "§5 UCI sets", "their table", verdict="not attempted", why="no data here")
+    claims.book("floor", "the floor is below 0.1", measured="0.05", criterion="< 0.1", holds=True)
+    return claims
+
+
+def test_verdict_of():
+    assert report.verdict_of(True, True) == "reproduced"
+    assert report.verdict_of(True, False) == "partly reproduced"
+    assert report.verdict_of(False) == "not reproduced"
+    with pytest.raises(ValueError, match="at least one"):
+        report.verdict_of()
+
+
+def test_rows_print_wrapped_and_a_non_reproduction_is_consistent(capsys):
+    claims = demo_claims()
+    out = capsys.readouterr().out
+    assert "[not reproduced] Rossi et al. Fig. 5: wider is lower — measured 1.8 vs 1.3" in out.replace("\n    ", " ")
+    assert max(len(line) for line in out.splitlines()) <= report.WIDTH
+    assert claims.consistent and claims.problems() == "none"
+
+
+def test_a_verdict_the_prose_does_not_state_or_a_failing_book_claim_is_inconsistent():
+    claims = demo_claims()
+    claims.work("Rossi et al.", "Fig. 7", "s", measured="1", criterion="c", verdict="not reproduced",
+                expected="reproduced")
+    assert not claims.consistent and "Fig. 7" in claims.problems()
+    claims = demo_claims()
+    claims.book("t", "s", measured="2", criterion="< 1", holds=False)
+    assert not claims.consistent and "'fails'" in claims.problems()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(work="Rossi", item="Fig. 4"), "work must be one of"),
+    (dict(work="Rossi et al.", item="Fig. 4", verdict="pass"), "verdict must be one of"),
+    (dict(work="Rossi et al.", item="Fig. 4", expected="pass"), "expected must be one of"),
+])
+def test_bad_rows_are_refused_with_the_argument_named(kwargs, match):
+    args = dict(statement="s", measured="m", criterion="c", verdict="reproduced", expected="reproduced") | kwargs
+    with pytest.raises(ValueError, match=match):
+        report.Claims("a/b", "t").work(**args)
+    with pytest.raises(ValueError, match="verdict must be"):
+        report.Claims("a/b", "t").unrun("Rossi et al.", "Fig. 4", "s", verdict="reproduced", why="w")
+
+
+def test_save_is_reproducible_and_loads_into_an_ordered_ledger(tmp_path):
+    path = demo_claims().save(tmp_path)
     assert path.name == "part9-demo.json"
-    saved = json.loads(path.read_text())
-    assert saved["claims"][0]["measured"] == "0.1235"
     first = path.read_text()
-    claims.save(tmp_path)
+    demo_claims().save(tmp_path)
     assert path.read_text() == first  # same run, same file
-    table = report.markdown_table(report.load(tmp_path))
-    assert "| Paper A | x < 1 | [Demo chapter](part9/demo.ipynb) | 0.1235 | pass |" in table
-    assert "**fail**" in table
+    assert json.loads(first)["rows"][0]["verdict"] == "reproduced"
+    items = [{"work": "Yi & Liu", "item": "§3.3", "statement": "s", "chapter": None, "verdict": "not yet run",
+              "why": "w"}]
+    entries = report.ledger(report.load(tmp_path), items)
+    assert [e.row.work for e in entries] == ["Yi & Liu", "Yi & Liu", "Rossi et al.", "Rossi et al.", "book"]
+    counts = report.counts(entries)
+    assert counts["Rossi et al."]["reproduced"] == 1 and counts["Rossi et al."]["not reproduced"] == 1
+    assert counts["Yi & Liu"]["not attempted"] == 1 and counts["Yi & Liu"]["not yet run"] == 1
+    assert counts["book"] == {"holds": 1, "fails": 0}
+    assert report.summary(entries).startswith("Of the 4 items of the four works in the ledger: 1 reproduced, "
+                                              "1 not reproduced, 1 not yet run, 1 not attempted.")
+
+
+def test_item_verdicts_aggregate_rows():
+    def entry(item, verdict):
+        return report.Entry(report.Row("Rossi et al.", item, "s", "", "c", verdict, verdict), "c", "t")
+    verdicts = report.item_verdicts([entry("A", "reproduced"), entry("A", "not reproduced"),
+                                     entry("B", "not reproduced"), entry("B", "not testable at this scale"),
+                                     entry("C", "not yet run")])
+    assert verdicts == {("Rossi et al.", "A"): "partly reproduced", ("Rossi et al.", "B"): "not reproduced",
+                        ("Rossi et al.", "C"): "not yet run"}
+
+
+def test_html_escapes_claim_text_and_links_to_the_section(tmp_path):
+    entries = report.ledger(report.load(demo_claims().save(tmp_path).parent))
+    page = report.rows_html(entries)
+    assert "aligned barrier | naive barrier &lt; ¼" in page  # a bar cannot break an HTML row
+    assert "<a href='part9/demo.html#width' title='Demo chapter'>Fig. 5</a>" in page
+    assert "<a href='part9/demo.html#checks'" in page
+    assert "<a href='part9/demo.html#checks' title='Demo chapter'>§5 UCI sets</a>" in page
+    assert page.count("<table") == 3  # one per work present, then the book's claims
+    summary = report.summary_html(entries)
+    assert summary.count("<tr>") == len(report.WORKS) + 2
+    # counts items, not rows: Rossi et al. has two items, one reproduced and one not, in two rows
+    rossi = summary.split("<td>Rossi et al.</td>")[1].split("</tr>")[0]
+    assert rossi == "<td>2</td><td>1</td><td></td><td>1</td><td></td><td></td><td></td><td>2</td>"
+
+
+def test_anchor_matches_docutils():
+    assert report.anchor("4. Check cells") == "check-cells"
+    assert report.anchor("7. What agrees, and what does not") == "what-agrees-and-what-does-not"
+
+
+def test_inventory_needs_a_verdict_and_reason_for_unrun_items(tmp_path):
+    path = tmp_path / "inventory.yml"
+    path.write_text("- {work: Rossi et al., item: Fig. 2, statement: s, chapter: null}\n")
+    with pytest.raises(ValueError, match="needs a verdict"):
+        report.read_inventory(path)
+    path.write_text("- {work: Rossi, item: Fig. 2, statement: s, chapter: x}\n")
+    with pytest.raises(ValueError, match="unknown work"):
+        report.read_inventory(path)
 
 
 def test_save_outside_the_book_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert report.Claims("a/b", "t").save() is None
-
-
-def test_pending_claims_are_neither_passes_nor_failures(tmp_path, capsys):
-    claims = report.Claims("part9/full", "Full scale")
-    claims.check("Paper A", "x < 1", 0.5, True)
-    claims.pending("Paper A", "Fig. 4: aligned barrier ≈ 0", "reduced budget: 0.01 vs 1.3")
-    assert "[not yet run] Fig. 4: aligned barrier ≈ 0: reduced budget: 0.01 vs 1.3" in capsys.readouterr().out
-    assert claims.all_passed and claims.failures() == "none"
-    records = report.load(claims.save(tmp_path).parent)
-    assert report.counts(records) == {"pass": 1, "fail": 0, "not yet run": 1}
-    assert "| reduced budget: 0.01 vs 1.3 | not yet run |" in report.markdown_table(records)

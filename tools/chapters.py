@@ -4,6 +4,7 @@
     python tools/chapters.py sync            rewrite every chapter's setup cell from the template below
     python tools/chapters.py run [NB ...]    execute chapters top to bottom in place (all when none is named)
     python tools/chapters.py list            the chapters, in _toc.yml order
+    python tools/chapters.py ledger          the ledger's status sentence, for the README (a test compares them)
     python tools/chapters.py script NB SCALE print the chapter as a plain Python script at SCALE ("small" or
                                              "full"), for machines without Jupyter (a GPU batch job, say)
 
@@ -102,5 +103,9 @@ if __name__ == "__main__":
         print(script(Path(sys.argv[2]).resolve(), sys.argv[3]), end="")
     elif command == "list":
         print("\n".join(str(p.relative_to(ROOT)) for p in chapters()))
+    elif command == "ledger":
+        from wvi import report
+
+        print(report.summary(report.load_ledger(ROOT)))
     else:
         sys.exit(__doc__)
