@@ -95,3 +95,19 @@ def test_naive_and_aligned_finds_a_planted_permutation_and_removes_the_barrier()
     assert result.naive["train"].barrier > 0.1
     assert abs(result.aligned["train"].barrier) < 1e-5
     assert np.all(np.diff(result.alignment.objectives) >= 0)
+
+
+def test_verdict_rules_of_part5():
+    # alignment_verdict: every pair meets the claim -> reproduced; none -> not; some -> partly; fewer than 3 pairs raise
+    assert barrier.alignment_verdict([1.0, 1.2, 0.9], [0.0, 0.1, 0.2], fraction=0.25) == "reproduced"
+    assert barrier.alignment_verdict([1.0, 1.2, 0.9], [1.0, 1.2, 0.9], fraction=0.25) == "not reproduced"
+    assert barrier.alignment_verdict([1.0, 1.2, 0.9], [0.0, 0.6, 0.0], fraction=0.25) == "partly reproduced"
+    assert barrier.alignment_verdict([0.4, 1.2, 0.9], [0.0, 0.0, 0.0], fraction=0.25, min_naive=0.5) == "partly reproduced"
+    with pytest.raises(ValueError, match="at least 3 pairs"):
+        barrier.alignment_verdict([1.0, 1.0], [0.0, 0.0], fraction=0.25)
+    # trend_verdict: a change counts only beyond k seed stds
+    assert barrier.trend_verdict(1.3, 1.8, seed_std=0.1) == "not reproduced"
+    assert barrier.trend_verdict(1.8, 1.3, seed_std=0.1) == "reproduced"
+    assert barrier.trend_verdict(1.5, 1.3, seed_std=0.1) == "not testable at this scale"
+    assert barrier.trend_verdict(1.3, 1.8, seed_std=0.1, falls=False) == "reproduced"
+    assert barrier.spread([1.0, 2.0, 3.0], 1) == "2.0 ± 1.0 (1.0–3.0, n = 3)"

@@ -147,3 +147,22 @@ def test_fig9_overlays_vi_and_map(tmp_path):
     (ax,) = fig.axes
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["VI, aligned", "MAP, weight matching"]
     plt.close(fig)
+
+
+def test_committed_result_files_are_well_formed():
+    """Every committed result file (results/permutation/*/result.json) has the schema's keys, finite barriers and
+    an alignment objective that never decreases from one sweep to the next (plumbing, formerly a ledger row of
+    the results chapter)."""
+    import math
+    from pathlib import Path
+
+    import numpy as np
+
+    root = Path(__file__).resolve().parents[1] / "results" / "permutation"
+    paths = sorted(root.glob("*/result.json"))
+    assert paths, f"no committed result files under {root}"
+    for path in paths:
+        record = results.load_result(path)
+        assert all(math.isfinite(b) for by_split in record["barriers"].values() for b in by_split.values()), path
+        objectives = np.asarray(record["alignment"]["objectives"])
+        assert np.all(np.diff(objectives) >= -1e-9 * abs(objectives[-1])), path

@@ -156,3 +156,15 @@ def test_svgd_rejects_bad_input():
         flows.svgd(log_target, optax.sgd(0.1)).init(jnp.zeros((1, 2)))
     with pytest.raises(ValueError, match="particles must be"):
         flows.svgd(log_target, optax.sgd(0.1)).init(jnp.zeros(3))
+
+
+def test_relative_gap_and_coincide():
+    """Identical trajectories have gap 0; a trajectory shifted by 0.2 from one at distance 1 has gap 0.2."""
+    target = G.Gaussian(jnp.zeros(2), jnp.eye(2))
+    means = jnp.stack([jnp.array([1.0, 0.0]), jnp.array([2.0, 0.0])])
+    ref = G.Gaussian(means, jnp.broadcast_to(jnp.eye(2), (2, 2, 2)))
+    shifted = G.Gaussian(means + jnp.array([0.0, 0.2]), ref.scale)
+    np.testing.assert_allclose(flows.relative_gap(ref, ref, target), 0.0, atol=1e-6)
+    np.testing.assert_allclose(flows.relative_gap(shifted, ref, target), [0.2, 0.1], rtol=1e-6)
+    assert flows.coincide(ref, ref, target) and not flows.coincide(shifted, ref, target)
+    assert flows.coincide(shifted, ref, target, tol=0.25)

@@ -63,3 +63,19 @@ def test_reference_caches_moments():
     assert d1.w2 == d2.w2
     with pytest.raises(ValueError, match="reference must be a sample of shape"):
         mcmc.reference(np.zeros(3))
+
+
+def test_floor_tolerance_and_competitive_accuracy():
+    assert mcmc.floor_tolerance(0.01) == 0.1 and mcmc.floor_tolerance(0.05) == pytest.approx(0.15)
+    assert mcmc.floor_tolerance(0.05, minimum=0.2, factor=2.0) == 0.2
+    with pytest.raises(ValueError, match="floor must be finite"):
+        mcmc.floor_tolerance(np.nan)
+    # 98% on 100 points: SE = √(0.98 · 0.02 / 100) = 0.014, so 2 SE = 2.8 points
+    assert mcmc.accuracy_standard_error(0.98, 100) == pytest.approx(0.014)
+    assert mcmc.competitive_accuracy(0.953, 0.98, 100) and not mcmc.competitive_accuracy(0.95, 0.98, 100)
+    assert mcmc.competitive_accuracy(0.99, 0.98, 100)  # better than the reference is competitive
+    assert mcmc.competitive_accuracy(0.96, 0.98, 100, num_se=1.0) is False
+    with pytest.raises(ValueError, match="num_test must be a positive integer"):
+        mcmc.accuracy_standard_error(0.9, 0)
+    with pytest.raises(ValueError, match="accuracy must lie in"):
+        mcmc.accuracy_standard_error(1.2, 10)

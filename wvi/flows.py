@@ -253,3 +253,24 @@ def svgd(log_density: Callable, optimizer: optax.GradientTransformation, bandwid
         return SVGDState(optax.apply_updates(x, updates), opt_state), ParticleInfo(jnp.mean(jnp.linalg.norm(g, axis=-1)))
 
     return Algorithm(init, step)
+
+
+COINCIDE_TOL = 0.1
+"""Two trajectories coincide (`coincide`) when their gap is at most this fraction of the distance still to go."""
+
+
+def relative_gap(qs: G.AnyGaussian, reference: G.AnyGaussian, target: G.AnyGaussian) -> np.ndarray:
+    """W2(q_t, r_t) / W2(r_t, p) at every iterate t of two stacked Gaussian trajectories (leading axis t).
+
+    By the triangle inequality |W2(q_t, p) − W2(r_t, p)| ≤ W2(q_t, r_t), so a relative gap ≤ 0.1 at every t puts
+    the two curves of the distance to the target within 10% of each other on a log axis (Part I, "ODE vs BBVI").
+    Unlike comparing the two distances to p, it measures how far apart the two Gaussians themselves are."""
+    G.check(target, "target")
+    between = jax.vmap(G.w2)(qs, reference)
+    to_go = jax.vmap(lambda r: G.w2(r, target))(reference)
+    return np.asarray(between / to_go)
+
+
+def coincide(qs: G.AnyGaussian, reference: G.AnyGaussian, target: G.AnyGaussian, tol: float = COINCIDE_TOL) -> bool:
+    """The book's rule for "two discretisations coincide": `relative_gap` ≤ `tol` at every iterate."""
+    return bool(np.max(relative_gap(qs, reference, target)) <= tol)

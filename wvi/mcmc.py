@@ -4,7 +4,10 @@
 adapted during warm-up) on any unnormalised log density of a flat vector, in several chains, and reports numpyro's
 split R-hat and effective sample size per coordinate. `distance_to_reference` compares a fit's first two moments
 with those of a reference sample: the mean error in posterior standard deviations |m_j − μ_j| / σ_j, the marginal
-standard-deviation ratios s_j / σ_j, and W2 between the two Gaussian moment matches (`wvi.gaussian.w2`).
+standard-deviation ratios s_j / σ_j, and W2 between the two Gaussian moment matches (`wvi.gaussian.w2`); the same
+distance between two independent NUTS runs is the floor below which the gold standard cannot tell fits apart
+(`floor_tolerance`). `competitive_accuracy` is the rule of the chapter's verdict on Yi & Liu's §5 claim (a fit's
+test accuracy against the NUTS predictive's, within binomial standard errors).
 Part III, "Bayesian logistic regression".
 """
 from __future__ import annotations
@@ -111,3 +114,30 @@ def distance_to_reference(mean, cov, ref) -> Distance:
     w2 = float(G.w2(G.from_covariance(jnp.asarray(mean), jnp.asarray(cov)),
                     G.from_covariance(jnp.asarray(ref.mean), jnp.asarray(ref.cov))))
     return Distance(np.abs(mean - ref.mean) / ref.std, np.sqrt(np.diag(cov)) / ref.std, w2)
+
+
+def floor_tolerance(floor: float, minimum: float = 0.1, factor: float = 3.0) -> float:
+    """max(minimum, factor · floor): a tolerance for a distance to NUTS that is never below what two independent
+    NUTS runs of the same posterior disagree by (`floor`, e.g. their largest standardised mean error) times
+    `factor`, nor below the fixed `minimum` (Part III states 0.1 posterior std and a factor of 3)."""
+    if not np.isfinite(floor) or floor < 0:
+        raise ValueError(f"floor must be finite and non-negative; got {floor!r}")
+    return max(float(minimum), float(factor) * float(floor))
+
+
+def accuracy_standard_error(accuracy: float, num_test: int) -> float:
+    """The binomial standard error √(a(1 − a)/n) of a test accuracy a measured on n test points."""
+    if not 0.0 <= accuracy <= 1.0:
+        raise ValueError(f"accuracy must lie in [0, 1]; got {accuracy!r}")
+    if not isinstance(num_test, (int, np.integer)) or num_test < 1:
+        raise ValueError(f"num_test must be a positive integer; got {num_test!r}")
+    return float(np.sqrt(accuracy * (1.0 - accuracy) / num_test))
+
+
+def competitive_accuracy(accuracy: float, reference_accuracy: float, num_test: int, num_se: float = 2.0) -> bool:
+    """Whether a fit's test accuracy is competitive with the reference's (the NUTS posterior predictive's): not
+    below it by more than `num_se` binomial standard errors of the reference accuracy on the n = `num_test` test
+    points (`accuracy_standard_error`). A better accuracy is always competitive. Part III's verdict on Yi & Liu's
+    §5 claim is `wvi.report.verdict_of` over the fits of this test: all → reproduced, none → not reproduced."""
+    tolerance = num_se * accuracy_standard_error(reference_accuracy, num_test)
+    return bool(accuracy >= reference_accuracy - tolerance - 1e-12)

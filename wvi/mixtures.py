@@ -252,6 +252,21 @@ def _check_start(q0: Mixture, log_density: Callable) -> None:
         raise ValueError(f"log_density returned {float(value)} at the first component's mean; expected a finite log density")
 
 
+def flow_gradient(log_density: Callable, q: Mixture, noise):
+    """(Σ_k ψ̂(λ_k) − K, (∇_m, ∇_S) of it): the Monte Carlo potentials of the K particles of q (module docstring) and
+    their gradient in the scale parameterisation, with q_ρ = q held fixed (stop-gradient) inside ψ; noise of shape
+    (K, n, d), one batch per particle. ∇_{λ_k} of the sum is K ∇_{λ_k} KL(q_ρ ‖ p): zero exactly at a stationary
+    point of the objective. GFlow-VI steps along it; "Particles in parameter space" measures its norm."""
+    batch_log_density = jax.vmap(jax.vmap(log_density))
+    fixed = jax.lax.stop_gradient(q)
+
+    def total(means, scales):
+        x = means[:, None, :] + jnp.einsum("kij,knj->kni", scales, noise)
+        return jnp.sum(jnp.mean(log_prob(fixed, x) - batch_log_density(x), axis=1))  # Σ_k (ψ(λ_k) − 1)
+
+    return jax.value_and_grad(total, argnums=(0, 1))(q.means, q.scales)
+
+
 def gflow_vi(log_density: Callable, optimizer: optax.GradientTransformation, num_samples: int) -> Algorithm:
     """GFlow-VI: K Gaussian particles λ_k = (m_k, S_k) moved along −∇_λ ψ(λ_k) (module docstring) by `optimizer`.
 
@@ -259,11 +274,6 @@ def gflow_vi(log_density: Callable, optimizer: optax.GradientTransformation, num
     `optax.sgd(η)` this is the explicit Euler scheme of the flow; for K = 1 the step is `wvi.bbvi`'s path step.
     """
     _check_flow_args(log_density, num_samples)
-    batch_log_density = jax.vmap(jax.vmap(log_density))
-
-    def potentials(means, scales, noise, fixed: Mixture):
-        x = means[:, None, :] + jnp.einsum("kij,knj->kni", scales, noise)
-        return jnp.mean(log_prob(fixed, x) - batch_log_density(x), axis=1)  # ψ(λ_k) − 1, shape (K,)
 
     def init(q0: Mixture) -> GFlowState:
         _check_start(q0, log_density)
@@ -273,8 +283,7 @@ def gflow_vi(log_density: Callable, optimizer: optax.GradientTransformation, num
     def step(key, state: GFlowState):
         q = state.q
         noise = jax.random.normal(key, q.means.shape[:1] + (num_samples,) + q.means.shape[1:], dtype=q.means.dtype)
-        fixed = jax.lax.stop_gradient(q)
-        psi, grads = jax.value_and_grad(lambda m, s: jnp.sum(potentials(m, s, noise, fixed)), argnums=(0, 1))(q.means, q.scales)
+        psi, grads = flow_gradient(log_density, q, noise)
         updates, opt_state = optimizer.update(grads, state.opt_state, (q.means, q.scales))
         means, scales = optax.apply_updates((q.means, q.scales), updates)
         return GFlowState(Mixture(q.logits, means, scales), opt_state), FlowInfo(psi / q.means.shape[0])

@@ -3,8 +3,9 @@
 Each run of a figure lives in `<root>/<run name>/result.json`. `run_status` says whether it is there and at which
 scale: "full" when its config is the figure's (Table 1's budget), "reduced" when some fields differ (a smaller
 budget, e.g. on CPU; the differences are listed), "missing" when there is no file. `figure_check` evaluates the
-paper's claim for a figure on whatever runs are there; the chapter records it for the reproduction report as a
-pass or fail only when every run of the figure is there at full scale, and as "not yet run" otherwise.
+paper's claim for a figure on whatever runs are there; `figure_verdict` turns it into the ledger's verdict:
+"reproduced" or "not reproduced" only when every run of the figure is there at full scale, "not yet run"
+otherwise.
 """
 from __future__ import annotations
 
@@ -179,6 +180,22 @@ def figure_check(number: int, statuses: list) -> tuple[str, Optional[bool]]:
         ln, frn = barrier(norms["layernorm"], "aligned"), barrier(norms["frn"], "aligned")
         return f"aligned LayerNorm {_fmt(ln)} vs FRN {_fmt(frn)}", ln < frn
     raise ValueError(f"unknown figure {number}; expected one of {', '.join(map(str, FIGURES))}")
+
+
+def figure_verdict(number: int, statuses: list) -> tuple[str, str]:
+    """(verdict, measured) of Fig. `number` for the reproduction ledger, the rule the results chapter and
+    `tests/test_defects_part5.py` share: "not yet run" unless every run of the figure is there at full scale (what
+    the runs there measure goes in `measured`); at full scale, `wvi.report.verdict_of` of `figure_check`'s
+    comparison ("reproduced" or "not reproduced")."""
+    from wvi.report import verdict_of
+
+    measured, holds = figure_check(number, statuses)
+    there = [s for s in statuses if s.record is not None]
+    if holds is None or not statuses or any(s.scale != "full" for s in statuses):
+        scale = "full scale" if there and all(s.scale == "full" for s in there) else "reduced budget"
+        so_far = f"{len(there)} of {len(statuses)} runs, {scale}: {measured}" if there else "no runs committed"
+        return "not yet run", so_far
+    return verdict_of(holds), measured
 
 
 def plot_figure(number: int, statuses: list, split: str = "test"):

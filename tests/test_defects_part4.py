@@ -1,0 +1,135 @@
+"""Planted defects for Part IV (book/part4/ensembles_toys.ipynb, book/part4/ensembles_regression.ipynb).
+
+Each test runs a small, fast version of a chapter's main experiment, computes the chapter's verdict with the rule
+the chapter uses (`wvi.ensembles.stationary_verdict`, `wvi.ensembles.gap_verdict`, and the free-energy rule that
+the toy chapter writes as a one-liner of `wvi.report.verdict_of`), and checks that the verdict is the chapter's
+without the defect and a different one with it.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wvi import data, ensembles, nn
+from wvi.algorithm import run
+from wvi.targets import double_well
+
+GRID = np.linspace(-6.0, 6.0, 601)
+EDGES = np.linspace(-3.5, 2.5, 13)  # the chapter's 12 bins
+
+
+@pytest.fixture(scope="module")
+def dle_particles():
+    """DLE on the double well (λ2 = 1, P = N(0, 1)): 1000 particles from the prior, step 5e-3 for 2000 steps
+    (the chapter's flow time T = 10, at five times its step), in float32 as the chapter."""
+    with jax.enable_x64(False):
+        algorithm = ensembles.build(lambda t: double_well(t[0]), "dle", 5e-3, lam2=1.0)
+        state = algorithm.init(jax.random.normal(jax.random.key(0), (1000, 1)))
+        final, _ = run(jax.random.key(1), algorithm, state, 2000, trace_fn=lambda s, info: info.loss)
+        return np.asarray(final.particles[:, 0])
+
+
+@pytest.mark.parametrize("defect", ["Gibbs law with λ2 doubled", "DRLE's Q* in place of DLE's"])
+def test_wrong_stationary_law_flips_the_convergence_verdict(dle_particles, defect):
+    """Defect: swap in the wrong stationary law for DLE's particles — the Gibbs law exp(−ℓ/λ2)·p with λ2 = 2
+    instead of the λ2 = 1 the particles ran with, or DRLE's Q* (the chapter's other law) in place of DLE's.
+    Verdict of "Thm. convergence" (DLE, double well): "reproduced" without the defect; with it, "partly
+    reproduced" (λ2 doubled: far from the claimed law, still far from DRLE's) or "not reproduced" (laws swapped:
+    far from the claimed law and within the floor of the "other" one)."""
+    ell = double_well(GRID)
+    q_dle = ensembles.gibbs_density(ell, GRID, 1.0)
+    q_drle = ensembles.free_energy_minimiser(ell, GRID, 1.0, 1.0, bandwidth=1.0)
+    key = jax.random.key(2)
+    honest = ensembles.stationary_verdict(dle_particles, GRID, q_dle, q_drle, EDGES, key)[0]
+    assert honest == "reproduced"
+    if defect == "Gibbs law with λ2 doubled":
+        wrong, expected = ensembles.gibbs_density(ell, GRID, 2.0), "partly reproduced"
+        planted = ensembles.stationary_verdict(dle_particles, GRID, wrong, q_drle, EDGES, key)[0]
+    else:
+        expected = "not reproduced"
+        planted = ensembles.stationary_verdict(dle_particles, GRID, q_drle, q_dle, EDGES, key)[0]
+    assert planted == expected
+
+
+def _toy_regression_spreads(method_kwargs, members0, num_steps, remove_noise=False):
+    """(mean std of the members' functions in the gaps, on the data) after `num_steps` steps of 1e-4 on the
+    chapter's toy (90 points, gaps (1.5, 3) and (4.5, 6), MLPs 1-10-10-1, ℓ the Gaussian NLL with noise 0.25)."""
+    x_toy, y_toy = data.toy_regression(seed=0)
+    inputs, targets = jnp.asarray((x_toy - 3.5) / 2.0), jnp.asarray(y_toy)
+
+    def loss(params):
+        return jnp.sum((targets - nn.mlp_apply(params, inputs)[:, 0]) ** 2) / (2 * 0.25**2)
+
+    algorithm = ensembles.build(loss, learning_rate=1e-4, **method_kwargs)
+    state = algorithm.init(members0)
+    with pytest.MonkeyPatch.context() as patch:
+        if remove_noise:  # the planted defect: every Langevin noise draw is zero
+            patch.setattr(jax.random, "normal", lambda key, shape=(), dtype=jnp.float32: jnp.zeros(shape, dtype))
+        final, _ = run(jax.random.key(2), algorithm, state, num_steps, trace_fn=lambda s, info: info.loss)
+    x_plot = np.linspace(-1.0, 8.0, 361)
+    f = np.asarray(jax.vmap(lambda p: nn.mlp_apply(p, jnp.asarray((x_plot - 3.5) / 2.0)[:, None])[:, 0])(
+        final.particles))
+    in_gap = np.any([(x_plot > a) & (x_plot < b) for a, b in data.TOY_GAPS], axis=0)
+    on_data = (x_plot >= 0) & (x_plot <= 7) & ~in_gap
+    std = f.std(0)
+    return std[in_gap].mean(), std[on_data].mean()
+
+
+def test_removing_dle_noise_flips_the_toy_regression_verdict():
+    """Defect: remove DLE's Langevin noise (every draw zero), so that DLE becomes a noiseless ensemble of MAP
+    estimates under the prior, DE with weight decay. Small version of the chapter's toy regression: its 100
+    members and step 1e-4, for flow time T = 1 (10 000 steps) instead of 1.5. Verdict of "Toy regression"
+    (`ensembles.gap_verdict`, threshold 1 + 3/√100): "partly reproduced" without the defect (DLE's spread in the
+    gaps exceeds DE's, but not its own spread on the data), "not reproduced" with it (the noiseless members keep
+    only the spread of their initialisation, barely above DE's). In float32, as the chapter; the slowest test of
+    this file (three runs of 100 networks for 10 000 steps)."""
+    with jax.enable_x64(False):
+        _check_toy_regression_flip()
+
+
+def _check_toy_regression_flip():
+    sizes = (1, 10, 10, 1)
+    prior = nn.mlp_prior_std(sizes)
+    members0 = jax.vmap(lambda k: nn.mlp_init(k, sizes, prior))(jax.random.split(jax.random.key(0), 100))
+    steps = 10_000
+    de_gaps, _ = _toy_regression_spreads(dict(method="de"), members0, steps)
+    dle = dict(method="dle", lam2=1.0, prior_std=prior)
+    spreads = _toy_regression_spreads(dle, members0, steps)
+    noiseless = _toy_regression_spreads(dle, members0, steps, remove_noise=True)
+    numbers = f"DE in the gaps {de_gaps:.3f}; DLE {spreads}; without noise {noiseless}"
+    assert ensembles.gap_verdict(*spreads, de_gaps, 100) == "partly reproduced", numbers
+    assert ensembles.gap_verdict(*noiseless, de_gaps, 100) == "not reproduced", numbers
+
+
+def _free_energy_verdict(drop_loss_gradient=False):
+    """The chapter's section-4 rule on a small run: DLE (λ2 = 1) on the double well with 1000 particles from the
+    prior, step 5e-3 for 2000 steps (T = 10), F estimated every 50 steps; s_P from 20 sets of exact draws from P,
+    s_end from 20 bootstrap sets of the final cloud; verdict_of(drop > 3·hypot(s_P, s_end), largest rise ≤
+    4·√2·s_end). With `drop_loss_gradient` the update loses its ∇ℓ term (the planted defect)."""
+    from wvi.algorithm import run_measured
+    from wvi.report import verdict_of
+
+    ell = double_well(GRID)
+    estimate = lambda x: ensembles.free_energy_estimate(x, GRID, ell, 0.0, 1.0)
+    update_loss = (lambda t: 0.0 * double_well(t[0])) if drop_loss_gradient else (lambda t: double_well(t[0]))
+    with jax.enable_x64(False):
+        algorithm = ensembles.build(update_loss, "dle", 5e-3, lam2=1.0)
+        state = algorithm.init(jax.random.normal(jax.random.key(3), (1000, 1)))
+        _, _, clouds = run_measured(jax.random.key(4), algorithm, state, 2000, 50,
+                                    lambda s: np.asarray(s.particles[:, 0]))
+    f = np.array([estimate(x) for x in clouds])
+    prior = np.exp(-0.5 * GRID**2) / np.sqrt(2 * np.pi)
+    s_p = np.std([estimate(ensembles.sample_density(k, GRID, prior, 1000))
+                  for k in jax.random.split(jax.random.key(5), 20)], ddof=1)
+    final = clouds[-1]
+    s_end = np.std([estimate(final[jax.random.choice(k, 1000, (1000,))])
+                    for k in jax.random.split(jax.random.key(6), 20)], ddof=1)
+    return verdict_of(f[0] - f[-1] > 3 * np.hypot(s_p, s_end), np.max(np.diff(f)) <= 4 * np.sqrt(2) * s_end)
+
+
+def test_dropping_the_loss_gradient_flips_the_free_energy_verdict():
+    """Defect: the DLE update loses its ∇ℓ term (only the prior's pull and the noise remain), so the particles
+    stay at P while F is the chapter's (ℓ the double well, λ2 = 1). Verdict of "Free energy descent" (DLE):
+    "reproduced" without the defect; "partly reproduced" with it (F does not rise, but does not drop either)."""
+    assert _free_energy_verdict() == "reproduced"
+    assert _free_energy_verdict(drop_loss_gradient=True) == "partly reproduced"

@@ -1,0 +1,174 @@
+"""Planted defects for Part V: each test runs a small, fast version of a chapter's main experiment, computes the
+chapter's main verdict with the chapter's own rule (`wvi.barrier.alignment_verdict`, or for the results chapter
+`wvi.experiments.results.figure_verdict`), and checks that a planted defect flips it.
+
+Defects: "skip the alignment" (`wvi.align.align` returns the identity permutations) and "replace align's
+permutations by random ones" (it returns uniformly random permutations), planted by monkeypatching
+`wvi.align.align`, which `wvi.barrier.naive_and_aligned` calls; for the results chapter, made-up result files
+with the naive and aligned barriers swapped, or with the aligned barrier equal to the naive one (no alignment).
+"""
+from functools import lru_cache, partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wvi import align, barrier, data, nn
+
+DEFECTS = ("skip the alignment", "random permutations")
+
+
+def plant(monkeypatch, defect):
+    """Replace `wvi.align.align` by one that returns the identity or random permutations (the defect), or leave it."""
+    if defect is None:
+        return
+    real = align.align
+
+    def broken(q0, q1, spec, cost="wasserstein", key=None, **kwargs):
+        perms = (align.identity_perms(spec, q0) if defect == "skip the alignment" else
+                 align.random_perms(jax.random.key(99) if key is None else key, spec, q0))
+        return align.Alignment(perms, np.zeros(1), 1)
+
+    assert real is align.align
+    monkeypatch.setattr(align, "align", broken)
+
+
+@lru_cache(maxsize=1)
+def _regression_pairs():
+    """Three pairs for the symmetry chapter's Fig. 1 on a small scale: three 1 → 16 → 16 → 1 tanh MLPs fitted by SGD
+    VI (800 steps) to the toy regression, each paired with a relabelled, slightly perturbed copy of itself, a second
+    solution that alignment can match exactly (training real second solutions to the chapter's quality takes the
+    chapter's 6,000 steps at width 50, too slow for a test)."""
+    x_raw, y_raw = data.toy_regression(0)
+    x, y = (x_raw - 3.5) / 2, (y_raw - y_raw.mean()) / y_raw.std()
+    noise = 0.25 / float(y_raw.std())
+    apply = partial(nn.mlp_apply, activation="tanh")
+    trainer = nn.vi_trainer(apply, x, y, prior_std=1.0, batch_size=len(x), likelihood="gaussian", noise_std=noise,
+                            learning_rate=5e-4)
+    init = jax.vmap(lambda k: nn.meanfield(nn.mlp_he_init(k, [1, 16, 16, 1]), 0.01))(jax.random.split(jax.random.key(1), 3))
+    state, _ = nn.train(jax.random.key(2), trainer, jax.vmap(trainer.init)(init), 800, num_replicas=3, chunk=800)
+    pairs = []
+    for k in range(3):
+        q0 = nn.replica(state.q, k)
+        spec = align.mlp_spec(q0.mean)
+        pairs.append((q0, _relabelled_copy(jax.random.key(20 + k), q0, spec), spec))
+    return pairs, apply, (x, y), noise
+
+
+def _relabelled_copy(key, q0, spec):
+    """P#q0 with means perturbed by 1e-3 (P uniformly random)."""
+    k_perm, k_noise = jax.random.split(key)
+    leaves, tree = jax.tree_util.tree_flatten(q0.mean)
+    noisy = jax.tree_util.tree_unflatten(tree, [a + 1e-3 * jax.random.normal(k, a.shape) for a, k in
+                                                zip(leaves, jax.random.split(k_noise, len(leaves)))])
+    return align.permute(nn.MeanField(noisy, q0.log_std), spec, align.random_perms(k_perm, spec, q0))
+
+
+def _regression_verdict():
+    """Train barriers of the three regression pairs and `alignment_verdict` with the chapter's factor (a tenth)."""
+    pairs, apply, (x, y), noise = _regression_pairs()
+    naive, aligned = [], []
+    for q0, q1, spec in pairs:
+        r = barrier.naive_and_aligned(jax.random.key(3), q0, q1, spec, apply, {"train": (x, y)}, num_taus=9,
+                                      num_samples=8, likelihood="gaussian", noise_std=noise)
+        naive.append(r.naive["train"].barrier)
+        aligned.append(r.aligned["train"].barrier)
+    return barrier.alignment_verdict(naive, aligned, fraction=0.1), naive, aligned
+
+
+@pytest.mark.parametrize("defect", [None, *DEFECTS])
+def test_symmetry_fig1_verdict_flips_without_alignment(monkeypatch, defect):
+    """symmetry chapter, Fig. 1 (1D regression network, 3 pairs, the chapter's rule: aligned < a tenth of naive on
+    every pair): "reproduced" as is; "not reproduced" when the alignment is skipped (identity permutations) or
+    replaced by random permutations."""
+    plant(monkeypatch, defect)
+    verdict, naive, aligned = _regression_verdict()
+    assert verdict == ("reproduced" if defect is None else "not reproduced"), (naive, aligned)
+
+
+@lru_cache(maxsize=1)
+def _digits_pairs():
+    """Three pairs of 64 → 32 → 32 → 10 ReLU MLPs fitted by SGD VI to the digits (600 steps, the chapter's prior,
+    step and batch), each replica from its own keys, and the test data."""
+    digits = data.digits()
+    x_train, y_train, x_test, y_test = (jnp.asarray(a) for a in (digits.x_train, digits.y_train, digits.x_test, digits.y_test))
+    apply = partial(nn.mlp_apply, activation="relu")
+    trainer = nn.vi_trainer(apply, x_train, y_train, prior_std=0.3, learning_rate=0.1, batch_size=128)
+    init = jax.vmap(lambda k: nn.meanfield(nn.mlp_he_init(k, [64, 32, 32, 10]), 0.01))(jax.random.split(jax.random.key(0), 6))
+    state, _ = nn.train(jax.random.key(1), trainer, jax.vmap(trainer.init)(init), 600, num_replicas=6, chunk=600)
+    return [(nn.replica(state.q, 2 * k), nn.replica(state.q, 2 * k + 1)) for k in range(3)], apply, (x_test, y_test)
+
+
+def _digits_verdict():
+    """The MLP chapter's Fig. 4 on a small scale: the test barriers of three trained pairs and `alignment_verdict`
+    with the chapter's rule (naive > 0.5 nats/point, aligned < a quarter of naive, on every pair)."""
+    pairs, apply, (x_test, y_test) = _digits_pairs()
+    naive, aligned = [], []
+    for q0, q1 in pairs:
+        r = barrier.naive_and_aligned(jax.random.key(11), q0, q1, align.mlp_spec(q0.mean), apply,
+                                      {"test": (x_test, y_test)}, num_taus=9, num_samples=8)
+        naive.append(r.naive["test"].barrier)
+        aligned.append(r.aligned["test"].barrier)
+    return barrier.alignment_verdict(naive, aligned, fraction=0.25, min_naive=0.5), naive, aligned
+
+
+@pytest.mark.parametrize("defect", [None, *DEFECTS])
+def test_mlp_digits_fig4_verdict_flips_without_alignment(monkeypatch, defect):
+    """mlp_digits chapter, Fig. 4 (digits MLP, 3 pairs): "reproduced" as is; "not reproduced" when the alignment is
+    skipped or replaced by random permutations."""
+    plant(monkeypatch, defect)
+    verdict, naive, aligned = _digits_verdict()
+    assert verdict == ("reproduced" if defect is None else "not reproduced"), (naive, aligned)
+
+
+@pytest.mark.parametrize("defect", [None, *DEFECTS])
+def test_resnet_fig4_pipeline_verdict_flips_without_alignment(monkeypatch, defect):
+    """resnet_digits chapter, its pipeline (ResNet20-FRN spec, alignment, barrier, `alignment_verdict` with a
+    quarter) on three planted pairs: q1 = a relabelled, slightly perturbed copy of q0, so alignment must remove the
+    barrier. Training a ResNet20 takes minutes, so the pairs are made, not trained: "reproduced" as is; "not
+    reproduced" when the alignment is skipped; not "reproduced" ("not" or "partly reproduced") when it is replaced
+    by random permutations. (The chapter's own verdict,
+    at the paper's prior strength, is "not reproduced": this test shows that the pipeline can say "reproduced".)"""
+    plant(monkeypatch, defect)
+    x = jax.random.normal(jax.random.key(0), (16, 8, 8, 1))
+    naive, aligned = [], []
+    for k in range(3):
+        k_init, k_perm = jax.random.split(jax.random.key(10 + k))
+        q0 = nn.meanfield(nn.resnet20_init(k_init, 4, 1, 1, "frn"), 0.01)
+        y = jnp.argmax(nn.resnet20_apply(q0.mean, x), axis=-1)
+        spec = align.resnet20_spec(q0.mean)
+        q1 = _relabelled_copy(k_perm, q0, spec)
+        r = barrier.naive_and_aligned(jax.random.key(11), q0, q1, spec, nn.resnet20_apply, {"test": (x, y)},
+                                      num_taus=5, num_samples=2, batch=2)
+        naive.append(r.naive["test"].barrier)
+        aligned.append(r.aligned["test"].barrier)
+    verdict = barrier.alignment_verdict(naive, aligned, fraction=0.25)
+    if defect == "random permutations":  # a random relabelling of an untrained ResNet can, by chance, cut a barrier
+        assert verdict in ("not reproduced", "partly reproduced"), (naive, aligned)
+    else:
+        assert verdict == ("reproduced" if defect is None else "not reproduced"), (naive, aligned)
+
+
+@pytest.mark.parametrize("defect", [None, "naive and aligned swapped", "skip the alignment"])
+def test_full_scale_fig4_verdict_flips_on_made_up_results(tmp_path, defect):
+    """full_scale chapter, Fig. 4 on made-up full-scale result files: "reproduced" when every aligned barrier is
+    far below its naive one; "not reproduced" when the files have naive and aligned swapped, or the aligned barrier
+    equal to the naive one (the alignment skipped). With one run missing the verdict is "not yet run"."""
+    from test_experiments_results import write
+
+    from wvi.experiments import results
+    from wvi.experiments.permutation import FIGURES
+
+    naive, aligned = 1.2, 0.02
+    if defect == "naive and aligned swapped":
+        naive, aligned = aligned, naive
+    elif defect == "skip the alignment":
+        aligned = naive
+    for run in FIGURES[4].runs:
+        write(tmp_path, run, naive, aligned)
+    verdict, measured = results.figure_verdict(4, results.figure_status(tmp_path, 4))
+    assert verdict == ("reproduced" if defect is None else "not reproduced"), measured
+    (tmp_path / FIGURES[4].runs[-1].name / "result.json").unlink()
+    verdict, measured = results.figure_verdict(4, results.figure_status(tmp_path, 4))
+    assert verdict == "not yet run" and measured.startswith("2 of 3 runs, full scale")
