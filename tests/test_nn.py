@@ -133,7 +133,7 @@ def test_predictive_log_density_is_a_log_mean_of_likelihoods():
     np.testing.assert_allclose(got, manual, rtol=1e-8)
 
 
-def test_predictive_densities_do_not_depend_on_the_data_chunk(monkeypatch):
+def test_predictive_densities_do_not_depend_on_the_data_chunk():
     q = nn.meanfield(nn.resnet20_init(jax.random.key(0), 10, 1, 1, "frn"), 0.01)
     x = jax.random.normal(jax.random.key(1), (11, 8, 8, 1))
     y = jnp.arange(11) % 10
@@ -143,9 +143,12 @@ def test_predictive_densities_do_not_depend_on_the_data_chunk(monkeypatch):
     chunked = nn.apply_in_chunks(nn.resnet20_apply, params, x, chunk=4)  # 3 chunks, the last padded with 1 zero image
     np.testing.assert_allclose(chunked, nn.resnet20_apply(params, x), rtol=1e-5, atol=1e-6)
     assert chunked.shape == (11, 10)
-    monkeypatch.setattr(nn, "DATA_CHUNK", 4)
-    jax.clear_caches()
-    np.testing.assert_allclose(nn.predictive_log_density(key, q, nn.resnet20_apply, x, y, 4), whole, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(nn.predictive_log_density(key, q, nn.resnet20_apply, x, y, 4, chunk=4), whole,
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(nn.predictive_log_probs(key, q, nn.resnet20_apply, x, 4, chunk=4),
+                               nn.predictive_log_probs(key, q, nn.resnet20_apply, x, 4), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="chunk must be a positive integer"):
+        nn.apply_in_chunks(nn.resnet20_apply, params, x, chunk=0)
 
 
 def test_vi_training_errors():
@@ -199,7 +202,7 @@ def test_map_trainer_fits_and_matches_its_loss():
     size = nn.num_params(params)
     const = 0.5 * size * np.log(2 * np.pi)
     _, info = trainer.step(jax.random.key(3), state)
-    np.testing.assert_allclose(float(info["loss"]), -(float(nn.log_joint(state.params, apply, x, y, 1.0)) + const) / 200,
+    np.testing.assert_allclose(float(info.loss), -(float(nn.log_joint(state.params, apply, x, y, 1.0)) + const) / 200,
                                rtol=1e-5)
     assert nn.accuracy(jax.nn.log_softmax(apply(state.params, x)), y) > 0.9
     with pytest.raises(ValueError, match="learning_rate must be positive and finite"):

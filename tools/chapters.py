@@ -28,7 +28,7 @@ SETUP_TEMPLATE = '''\
 import sys
 
 if "google.colab" in sys.modules:
-    %pip install --quiet "wvi @ git+{repo_url}"
+    %pip install --quiet "wvi[book] @ git+{repo_url}"
 
 import wvi
 

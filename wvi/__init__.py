@@ -21,9 +21,29 @@ The library behind the `wvi` book. One module per concept:
   report     claims checked by the chapters, collected for the reproduction report
   experiments  command-line runs that write result files (python -m wvi.experiments.permutation, Part V at full scale)
 """
-from wvi import algorithm, align, barrier, bbvi, data, divergences, ensembles, flows, gaussian, mcmc, mixtures, nn, plot, report, targets
+import importlib
+
+from wvi import algorithm, align, barrier, bbvi, data, divergences, ensembles, flows, gaussian, mixtures, nn, targets
 from wvi.gaussian import DiagGaussian, Gaussian
 
 __version__ = "0.1.0"
 
-__all__ = ["algorithm", "align", "barrier", "bbvi", "data", "divergences", "ensembles", "flows", "gaussian", "mcmc", "mixtures", "nn", "plot", "report", "targets", "Gaussian", "DiagGaussian", "__version__"]
+# Imported on first use, so that `import wvi` needs only JAX, optax, NumPy and SciPy: plotting (matplotlib,
+# seaborn), NUTS (numpyro) and the book's report are the extras of `pip install "wvi[book]"`.
+_LAZY = ("mcmc", "plot", "report", "experiments")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module = importlib.import_module(f"wvi.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'wvi' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["algorithm", "align", "barrier", "bbvi", "data", "divergences", "ensembles", "flows", "gaussian", "mcmc",
+           "mixtures", "nn", "plot", "report", "targets", "Gaussian", "DiagGaussian", "__version__"]

@@ -20,7 +20,13 @@ import numpy as np
 
 
 class Algorithm(NamedTuple):
-    """`init(...) -> state` and `step(key, state) -> (state, info)`."""
+    """`init(...) -> state` and `step(key, state) -> (state, info)`.
+
+    Every state of `wvi` reads the same way: `state.approximation` is the current approximation (a Gaussian, a
+    Mixture, a MeanField over network parameters, or the particles themselves, an empirical measure), and
+    `state.sample(key, num_samples)` draws from it (particles are resampled with replacement). Every info is a
+    NamedTuple whose field `loss` is the quantity the algorithm descends (or, for particle methods, a stated proxy).
+    """
 
     init: Callable[..., Any]
     step: Callable[[jax.Array, Any], tuple]
@@ -46,21 +52,27 @@ def _first_bad_field(state, info) -> str:
 
 @partial(jax.jit, static_argnames=("step", "num_steps", "trace_fn"))
 def _scan(key, state, step, num_steps, trace_fn):
-    """Iterate `step`, tracing every state, and remember the first step (1-based) that produced a non-finite value
-    together with the state it started from. Compiled once per (step, num_steps, trace_fn)."""
+    """Iterate `step`, tracing every state, and remember the first step (1-based) that produced a non-finite value.
+    Compiled once per (step, num_steps, trace_fn). The carry is one state (the state before a bad step is
+    recomputed by `_replay` only when a run diverged)."""
 
     def body(carry, k):
-        state, first_bad, n, before_bad = carry
+        state, first_bad, n = carry
         new_state, info = step(k, state)
         n = n + 1
         newly_bad = (first_bad == 0) & ~(_all_finite(new_state) & _all_finite(info))
         first_bad = jnp.where(newly_bad, n, first_bad)
-        before_bad = jax.tree_util.tree_map(lambda a, b: jnp.where(newly_bad, a, b), state, before_bad)
-        return (new_state, first_bad, n, before_bad), trace_fn(new_state, info)
+        return (new_state, first_bad, n), trace_fn(new_state, info)
 
     keys = jax.random.split(key, num_steps)
-    (final, first_bad, _, before_bad), trace = jax.lax.scan(body, (state, jnp.array(0), jnp.array(0), state), keys)
-    return final, first_bad, before_bad, keys, trace
+    (final, first_bad, _), trace = jax.lax.scan(body, (state, jnp.array(0), jnp.array(0)), keys)
+    return final, first_bad, keys, trace
+
+
+@partial(jax.jit, static_argnames=("step",))
+def _replay(keys, state, step):
+    """The state after the steps of `keys`, without a trace (the same iteration as `_scan`)."""
+    return jax.lax.scan(lambda s, k: (step(k, s)[0], None), state, keys)[0]
 
 
 def _state_and_info(state, info):
@@ -84,10 +96,10 @@ def _python_loop(key, state, step, num_steps, trace_fn):
     for n, k in enumerate(keys, start=1):
         new_state, trace, finite = one(k, state)
         if not bool(finite):
-            return new_state, jnp.array(n), state, keys, None
+            return new_state, jnp.array(n), keys, None
         traces.append(trace)
         state = new_state
-    return state, jnp.array(0), state, keys, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *traces)
+    return state, jnp.array(0), keys, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *traces)
 
 
 LOOPS = ("scan", "python")
@@ -117,10 +129,12 @@ def run(key, algorithm: Algorithm, state, num_steps: int, trace_fn: Optional[Cal
     if loop not in LOOPS:
         raise ValueError(f"unknown loop {loop!r}; expected one of {', '.join(map(repr, LOOPS))}")
     iterate = _scan if loop == "scan" else _python_loop
-    final, first_bad, before_bad, keys, trace = iterate(key, state, algorithm.step, int(num_steps), trace_fn or _state_and_info)
+    final, first_bad, keys, trace = iterate(key, state, algorithm.step, int(num_steps), trace_fn or _state_and_info)
     first_bad = int(first_bad)
     if first_bad:
-        # Redo the one step that broke (jitted, as in the run) to name the quantity that became non-finite.
+        # Recompute the state before the step that broke, then redo that step (jitted, as in the run) to name the
+        # quantity that became non-finite.
+        before_bad = _replay(keys[: first_bad - 1], state, algorithm.step) if first_bad > 1 else state
         bad_state, bad_info = jax.jit(algorithm.step)(keys[first_bad - 1], before_bad)
         raise DivergenceError(
             f"{name} diverged at step {first_bad + steps_before} of {total_steps or num_steps}: {_first_bad_field(bad_state, bad_info)} became "
@@ -151,6 +165,14 @@ def run_measured(key, algorithm: Algorithm, state, num_steps: int, every: int, m
 
 def _no_trace(state, info):
     return ()
+
+
+def resample_particles(key, particles, num_samples: int):
+    """`num_samples` draws from the empirical measure of `particles` (a pytree whose leaves share a leading axis
+    of length n): indices uniform on {0, …, n−1}, with replacement, the same for every leaf."""
+    n = jax.tree_util.tree_leaves(particles)[0].shape[0]
+    index = jax.random.randint(key, (num_samples,), 0, n)
+    return jax.tree_util.tree_map(lambda leaf: leaf[index], particles)
 
 
 def prepend(first, stacked):

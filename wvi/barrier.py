@@ -27,25 +27,25 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from wvi import align, nn
-from wvi._checks import check_choice
+from wvi._checks import check_choice, is_concrete
 
 PATHS = ("geodesic", "mixture")
 
 
 def geodesic(q0: nn.MeanField, q1: nn.MeanField, tau: float) -> nn.MeanField:
     """The point at time τ ∈ [0, 1] on the W2 geodesic from q0 to q1 (linear in means and in standard deviations)."""
-    if not 0.0 <= float(tau) <= 1.0:
+    if is_concrete(tau) and not np.all((0.0 <= np.asarray(tau)) & (np.asarray(tau) <= 1.0)):
         raise ValueError(f"tau must lie in [0, 1]; got {tau}")
     mean = jax.tree_util.tree_map(lambda a, b: (1 - tau) * a + tau * b, q0.mean, q1.mean)
     log_std = jax.tree_util.tree_map(lambda a, b: jnp.log((1 - tau) * jnp.exp(a) + tau * jnp.exp(b)), q0.log_std, q1.log_std)
     return nn.MeanField(mean, log_std)
 
 
-def w2_squared(q0: nn.MeanField, q1: nn.MeanField) -> float:
+def w2_squared(q0: nn.MeanField, q1: nn.MeanField) -> jax.Array:
     """W2²(q0, q1) = ‖m0 − m1‖² + ‖s0 − s1‖² for mean-field Gaussians."""
     d = jax.tree_util.tree_map(lambda a, b: jnp.sum((a - b) ** 2), q0.mean, q1.mean)
     s = jax.tree_util.tree_map(lambda a, b: jnp.sum((jnp.exp(a) - jnp.exp(b)) ** 2), q0.log_std, q1.log_std)
-    return float(sum(jax.tree_util.tree_leaves(d)) + sum(jax.tree_util.tree_leaves(s)))
+    return sum(jax.tree_util.tree_leaves(d)) + sum(jax.tree_util.tree_leaves(s))
 
 
 class BarrierCurve(NamedTuple):

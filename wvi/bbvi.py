@@ -43,7 +43,7 @@ import optax
 from wvi import divergences, flows
 from wvi import gaussian as G
 from wvi import mixtures as M
-from wvi._checks import check_choice
+from wvi._checks import check_choice, is_concrete
 from wvi.algorithm import Algorithm, run_measured
 
 ESTIMATORS = ("rep", "path")
@@ -53,6 +53,15 @@ RATIO_SCALINGS = ("none", "max")
 class BBVIState(NamedTuple):
     q: G.AnyGaussian
     opt_state: optax.OptState
+
+    @property
+    def approximation(self):
+        """q: a Gaussian, DiagGaussian or Mixture."""
+        return self.q
+
+    def sample(self, key, num_samples: int) -> jax.Array:
+        """Draws (num_samples, d) from q."""
+        return (M.sample if isinstance(self.q, M.Mixture) else G.sample)(key, self.q, num_samples)
 
 
 class BBVIInfo(NamedTuple):
@@ -68,8 +77,8 @@ def check_log_density(log_density: Callable, q, name: str = "log_density") -> No
     value = log_density(point)
     if np.shape(value) != ():
         raise ValueError(f"{name} must return a scalar for a point of shape {np.shape(point)}; got shape {np.shape(value)}")
-    if not np.isfinite(float(value)):
-        raise ValueError(f"{name} returned {float(value)} at the mean of q; expected a finite log density there")
+    if is_concrete(value) and not np.isfinite(np.asarray(value)):  # under jit/vmap the value is unknown
+        raise ValueError(f"{name} returned {np.asarray(value)} at the mean of q; expected a finite log density there")
 
 
 def check_family(q, name: str = "q") -> None:
@@ -156,8 +165,8 @@ def path_euler_gap(q: G.Gaussian, noise, log_density: Callable):
     v_mean, v_scale = -grad.mean, -grad.scale
     scale = G.scale_matrix(q)
     ode_mean, ode_cov = flows.bw_velocity_samples(q.mean, scale, noise, jax.grad(log_density))
-    return (float(jnp.max(jnp.abs(v_mean - ode_mean))),
-            float(jnp.max(jnp.abs(v_scale @ scale.T + scale @ v_scale.T - ode_cov))))
+    return (jnp.max(jnp.abs(v_mean - ode_mean)),
+            jnp.max(jnp.abs(v_scale @ scale.T + scale @ v_scale.T - ode_cov)))
 
 
 UNBIASED_K = 4.0
@@ -244,6 +253,15 @@ def build(log_density: Callable, optimizer: optax.GradientTransformation, num_sa
 class NGVIState(NamedTuple):
     mean: jax.Array
     precision: jax.Array  # P = Σ⁻¹
+
+    @property
+    def approximation(self) -> G.Gaussian:
+        """N(m, P⁻¹), with the Cholesky factor of P⁻¹ as its scale."""
+        return G.Gaussian(self.mean, jnp.linalg.cholesky(jnp.linalg.inv(self.precision)))
+
+    def sample(self, key, num_samples: int) -> jax.Array:
+        """Draws (num_samples, d) from N(m, P⁻¹)."""
+        return G.sample(key, self.approximation, num_samples)
 
 
 def ngvi(log_density: Callable, step_size: float, num_samples: int, safeguard: bool = True) -> Algorithm:

@@ -32,7 +32,7 @@ from scipy.integrate import trapezoid
 
 from wvi import nn
 from wvi._checks import check_choice, check_finite
-from wvi.algorithm import Algorithm, run
+from wvi.algorithm import Algorithm, resample_particles, run
 
 METHODS = ("de", "dle", "drle")
 
@@ -41,6 +41,15 @@ class EnsembleState(NamedTuple):
     particles: Any  # pytree, leading axis N on every leaf
     opt_state: Any
     prior_samples: jax.Array  # (M, D) flattened draws from P, fixed for the run (empty for DE and DLE)
+
+    @property
+    def approximation(self):
+        """The members (a pytree, leading axis N): their empirical measure."""
+        return self.particles
+
+    def sample(self, key, num_samples: int):
+        """Members drawn with replacement (a pytree, leading axis num_samples)."""
+        return resample_particles(key, self.particles, num_samples)
 
 
 class EnsembleInfo(NamedTuple):

@@ -25,7 +25,7 @@ from scipy.integrate import solve_ivp
 
 from wvi import gaussian as G
 from wvi._checks import check_finite, check_ndim
-from wvi.algorithm import Algorithm, prepend
+from wvi.algorithm import Algorithm, prepend, resample_particles
 
 
 class BWState(NamedTuple):
@@ -34,8 +34,18 @@ class BWState(NamedTuple):
     mean: jax.Array
     cov: jax.Array
 
+    @property
+    def approximation(self) -> G.Gaussian:
+        """N(m, Σ) (`to_gaussian`)."""
+        return G.Gaussian(self.mean, jnp.linalg.cholesky(self.cov))
+
+    def sample(self, key, num_samples: int) -> jax.Array:
+        """Draws (num_samples, d) from N(m, Σ)."""
+        return G.sample(key, self.approximation, num_samples)
+
 
 class BWInfo(NamedTuple):
+    loss: jax.Array  # Monte Carlo estimate of KL(q‖p) − log Z at q before the step: mean of −log p(x_i) − H(q)
     mean_speed: jax.Array  # ‖ṁ‖ of the velocity used in the step
     cov_speed: jax.Array  # ‖Σ̇‖_F of the velocity used in the step
 
@@ -43,14 +53,34 @@ class BWInfo(NamedTuple):
 class ParticleState(NamedTuple):
     particles: jax.Array  # (n, d)
 
+    @property
+    def approximation(self) -> jax.Array:
+        """The particles (n, d): their empirical measure."""
+        return self.particles
+
+    def sample(self, key, num_samples: int) -> jax.Array:
+        """Particles drawn with replacement, (num_samples, d)."""
+        return resample_particles(key, self.particles, num_samples)
+
 
 class ParticleInfo(NamedTuple):
+    loss: jax.Array  # mean over particles of −log p(x) before the step: the potential part of KL(ρ‖p) − log Z
+    #   (the entropy part has no estimate from n particles); a proxy, not the objective itself
     mean_drift: jax.Array  # mean over particles of ‖∇log p(x)‖
 
 
 class SVGDState(NamedTuple):
     particles: jax.Array  # (n, d)
     opt_state: optax.OptState
+
+    @property
+    def approximation(self) -> jax.Array:
+        """The particles (n, d): their empirical measure."""
+        return self.particles
+
+    def sample(self, key, num_samples: int) -> jax.Array:
+        """Particles drawn with replacement, (num_samples, d)."""
+        return resample_particles(key, self.particles, num_samples)
 
 
 def bw_state(q: G.AnyGaussian) -> BWState:
@@ -94,6 +124,7 @@ def bw_euler(log_density: Callable, step_size: float, num_samples: int) -> Algor
     if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive integer; got {num_samples!r}")
     grad_log_density = jax.grad(log_density)
+    batch_log_density = jax.vmap(log_density)
 
     def init(q0: G.AnyGaussian) -> BWState:
         G.check(q0, "q0")
@@ -101,9 +132,11 @@ def bw_euler(log_density: Callable, step_size: float, num_samples: int) -> Algor
 
     def step(key, state: BWState):
         noise = jax.random.normal(key, (num_samples, state.mean.shape[0]), dtype=state.mean.dtype)
-        d_mean, d_cov = bw_velocity_samples(state.mean, jnp.linalg.cholesky(state.cov), noise, grad_log_density)
+        scale = jnp.linalg.cholesky(state.cov)
+        d_mean, d_cov = bw_velocity_samples(state.mean, scale, noise, grad_log_density)
         new = BWState(state.mean + step_size * d_mean, state.cov + step_size * d_cov)
-        return new, BWInfo(jnp.linalg.norm(d_mean), jnp.linalg.norm(d_cov))
+        loss = -jnp.mean(batch_log_density(state.mean + noise @ scale.T)) - G.entropy(G.Gaussian(state.mean, scale))
+        return new, BWInfo(loss, jnp.linalg.norm(d_mean), jnp.linalg.norm(d_cov))
 
     return Algorithm(init, step)
 
@@ -194,17 +227,17 @@ def langevin(log_density: Callable, step_size: float) -> Algorithm:
     """
     if not step_size > 0:
         raise ValueError(f"step_size must be positive; got {step_size!r}")
-    grad_log_density = jax.vmap(jax.grad(log_density))
+    value_and_grad = jax.vmap(jax.value_and_grad(log_density))
 
     def init(particles) -> ParticleState:
         return ParticleState(_checked_particles(particles))
 
     def step(key, state: ParticleState):
         x = state.particles
-        drift = grad_log_density(x)
+        log_p, drift = value_and_grad(x)
         noise = jax.random.normal(key, x.shape, dtype=x.dtype)
         new = x + step_size * drift + jnp.sqrt(2.0 * step_size) * noise
-        return ParticleState(new), ParticleInfo(jnp.mean(jnp.linalg.norm(drift, axis=-1)))
+        return ParticleState(new), ParticleInfo(-jnp.mean(log_p), jnp.mean(jnp.linalg.norm(drift, axis=-1)))
 
     return Algorithm(init, step)
 
@@ -235,7 +268,7 @@ def svgd(log_density: Callable, optimizer: optax.GradientTransformation, bandwid
     """
     if bandwidth != "median" and not (isinstance(bandwidth, (int, float)) and bandwidth > 0):
         raise ValueError(f"bandwidth must be a positive number or 'median'; got {bandwidth!r}")
-    grad_log_density = jax.vmap(jax.grad(log_density))
+    value_and_grad = jax.vmap(jax.value_and_grad(log_density))
 
     def init(particles) -> SVGDState:
         particles = _checked_particles(particles)
@@ -246,11 +279,12 @@ def svgd(log_density: Callable, optimizer: optax.GradientTransformation, bandwid
     def step(key, state: SVGDState):
         del key
         x = state.particles
-        g = grad_log_density(x)
+        log_p, g = value_and_grad(x)
         h = median_bandwidth(x) if bandwidth == "median" else bandwidth
         phi = svgd_direction(x, g, h)
         updates, opt_state = optimizer.update(-phi, state.opt_state, x)
-        return SVGDState(optax.apply_updates(x, updates), opt_state), ParticleInfo(jnp.mean(jnp.linalg.norm(g, axis=-1)))
+        info = ParticleInfo(-jnp.mean(log_p), jnp.mean(jnp.linalg.norm(g, axis=-1)))
+        return SVGDState(optax.apply_updates(x, updates), opt_state), info
 
     return Algorithm(init, step)
 

@@ -224,10 +224,28 @@ class GFlowState(NamedTuple):
     q: Mixture  # the K particles (m_k, S_k) as an equally weighted mixture
     opt_state: optax.OptState
 
+    @property
+    def approximation(self) -> Mixture:
+        """q_ρ, the equally weighted mixture of the K particles."""
+        return self.q
+
+    def sample(self, key, num_samples: int) -> jax.Array:
+        """Draws (num_samples, d) from q_ρ."""
+        return sample(key, self.q, num_samples)
+
 
 class NGFlowState(NamedTuple):
     means: jax.Array  # (K, d)
     precisions: jax.Array  # (K, d, d), P_k = Σ_k⁻¹
+
+    @property
+    def approximation(self) -> Mixture:
+        """q_ρ, the equally weighted mixture of N(m_k, P_k⁻¹) (`to_mixture`)."""
+        return to_mixture(self)
+
+    def sample(self, key, num_samples: int) -> jax.Array:
+        """Draws (num_samples, d) from q_ρ."""
+        return sample(key, to_mixture(self), num_samples)
 
 
 class FlowInfo(NamedTuple):
@@ -248,8 +266,9 @@ def _check_start(q0: Mixture, log_density: Callable) -> None:
     value = log_density(q0.means[0])
     if np.shape(value) != ():
         raise ValueError(f"log_density must return a scalar for a point of shape ({dim(q0)},); got shape {np.shape(value)}")
-    if not np.isfinite(float(value)):
-        raise ValueError(f"log_density returned {float(value)} at the first component's mean; expected a finite log density")
+    if is_concrete(value) and not np.isfinite(np.asarray(value)):  # under jit/vmap the value is unknown
+        raise ValueError(f"log_density returned {np.asarray(value)} at the first component's mean; expected a finite "
+                         "log density")
 
 
 def flow_gradient(log_density: Callable, q: Mixture, noise):

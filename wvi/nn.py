@@ -69,7 +69,7 @@ def gaussian_nll(mean, log_var, y) -> jax.Array:
     return 0.5 * (jnp.log(2 * jnp.pi) + log_var + (y - mean) ** 2 * jnp.exp(-log_var))
 
 
-def mixture_metrics(means, log_vars, y, y_scale: float = 1.0) -> tuple[float, float]:
+def mixture_metrics(means, log_vars, y, y_scale: float = 1.0) -> tuple[jax.Array, jax.Array]:
     """Test metrics of an ensemble's predictive, the equal mixture of its members' Gaussians N(mean_s, exp(log_var_s)):
     (mean negative log likelihood, RMSE of the mixture mean), for means and log_vars of shape (S, N) and y (N,).
     With standardised targets, `y_scale` (the training std) returns both in the original units."""
@@ -79,7 +79,7 @@ def mixture_metrics(means, log_vars, y, y_scale: float = 1.0) -> tuple[float, fl
     log_lik = jax.scipy.special.logsumexp(-gaussian_nll(means, log_vars, y), axis=0) - jnp.log(means.shape[0])
     nll = -jnp.mean(log_lik) + jnp.log(y_scale)
     rmse = jnp.sqrt(jnp.mean((means.mean(0) - y) ** 2)) * y_scale
-    return float(nll), float(rmse)
+    return nll, rmse
 
 
 def floored_log_var(raw, floor: float = -4.0) -> jax.Array:
@@ -276,6 +276,20 @@ class VIState(NamedTuple):
     opt_state: Any
     step: jax.Array
 
+    @property
+    def approximation(self) -> MeanField:
+        """q, the mean-field Gaussian over the network's parameters."""
+        return self.q
+
+    def sample(self, key, num_samples: int):
+        """Parameter draws θ ~ q (a pytree, leading axis num_samples)."""
+        return jax.vmap(lambda k: meanfield_sample(k, self.q))(jax.random.split(key, num_samples))
+
+
+class TrainInfo(NamedTuple):
+    loss: jax.Array  # the minibatch objective descended: the negative tempered ELBO (VI) or log joint (MAP), per point
+    log_lik: jax.Array  # mean log likelihood of the minibatch
+
 
 def _check_training_args(x, y, likelihood, batch_size, **positive):
     check_choice(likelihood, LIKELIHOODS, "likelihood")
@@ -311,7 +325,7 @@ def _optax_algorithm(loss_fn: Callable, optimizer, state_type) -> algorithm.Algo
     def step(key, state):
         (loss, mean_ll), grads = jax.value_and_grad(loss_fn, has_aux=True)(state[0], key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state[0])
-        return state_type(optax.apply_updates(state[0], updates), opt_state, state.step + 1), {"loss": loss, "log_lik": mean_ll}
+        return state_type(optax.apply_updates(state[0], updates), opt_state, state.step + 1), TrainInfo(loss, mean_ll)
 
     return algorithm.Algorithm(init, step)
 
@@ -374,6 +388,15 @@ class MAPState(NamedTuple):
     params: Any
     opt_state: Any
     step: jax.Array
+
+    @property
+    def approximation(self) -> MeanField:
+        """The point mass at the parameters (`point_mass`)."""
+        return point_mass(self.params)
+
+    def sample(self, key, num_samples: int):
+        """num_samples copies of the parameters (a pytree, leading axis num_samples)."""
+        return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (num_samples,) + jnp.shape(x)), self.params)
 
 
 def map_trainer(apply_fn: Callable, x, y, *, prior_std: float, batch_size: int, learning_rate: Optional[float] = None,
@@ -470,19 +493,20 @@ def _replica_step(step, num_replicas: int, index: int):
 
 
 def _loss_only(state, info):
-    return info["loss"]
+    return info.loss
 
 
 DATA_CHUNK = 5_000
-"""Points a network is applied to at once when evaluating predictive densities: memory grows with batch × chunk
+"""The default `chunk` of `apply_in_chunks` and the predictive functions (an argument: changing this constant after
+import changes nothing). Points a network is applied to at once when evaluating predictive densities: memory grows with batch × chunk
 (a ResNet20 ×1's first-stage activations for 16 samples × 5,000 CIFAR-10 images take 5.2 GB in float32). Networks
 without batch statistics (all of this book's) give each point's output independently of the chunking."""
 
 
-def apply_in_chunks(apply_fn: Callable, params, x, chunk: Optional[int] = None) -> jax.Array:
-    """apply_fn(params, x) evaluated `chunk` (default `DATA_CHUNK`) points at a time (the last chunk zero-padded,
-    its padding dropped)."""
-    chunk = chunk or DATA_CHUNK
+def apply_in_chunks(apply_fn: Callable, params, x, chunk: int = DATA_CHUNK) -> jax.Array:
+    """apply_fn(params, x) evaluated `chunk` points at a time (the last chunk zero-padded, its padding dropped)."""
+    if not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer; got {chunk!r}")
     n = x.shape[0]
     if n <= chunk:
         return apply_fn(params, x)
@@ -492,36 +516,38 @@ def apply_in_chunks(apply_fn: Callable, params, x, chunk: Optional[int] = None) 
     return outs.reshape((-1,) + outs.shape[2:])[:n]
 
 
-def _sample_outputs(key, q: MeanField, apply_fn, x, num_samples: int, batch: int):
+def _sample_outputs(key, q: MeanField, apply_fn, x, num_samples: int, batch: int, chunk: int):
     def one(k):
-        return apply_in_chunks(apply_fn, meanfield_sample(k, q), x)
+        return apply_in_chunks(apply_fn, meanfield_sample(k, q), x, chunk)
 
     return jax.lax.map(one, jax.random.split(key, num_samples), batch_size=min(batch, num_samples))
 
 
-@partial(jax.jit, static_argnames=("apply_fn", "num_samples", "batch"))
-def predictive_log_probs(key, q: MeanField, apply_fn: Callable, x, num_samples: int = 128, batch: int = 16) -> jax.Array:
+@partial(jax.jit, static_argnames=("apply_fn", "num_samples", "batch", "chunk"))
+def predictive_log_probs(key, q: MeanField, apply_fn: Callable, x, num_samples: int = 128, batch: int = 16,
+                         chunk: int = DATA_CHUNK) -> jax.Array:
     """log p(c | x) = log (1/S) Σ_s softmax(f(x; θ_s))_c with θ_s ~ q, for every point and class: (N, classes).
-    Samples are evaluated `batch` at a time (memory)."""
-    outs = _sample_outputs(key, q, apply_fn, x, num_samples, batch)
+    Samples are evaluated `batch` at a time and points `chunk` at a time (memory)."""
+    outs = _sample_outputs(key, q, apply_fn, x, num_samples, batch, chunk)
     return jax.scipy.special.logsumexp(jax.nn.log_softmax(outs), axis=0) - jnp.log(num_samples)
 
 
 def predictive_log_density(key, q: MeanField, apply_fn: Callable, x, y, num_samples: int = 128,
-                           likelihood: str = "categorical", noise_std: float = 1.0, batch: int = 16) -> jax.Array:
+                           likelihood: str = "categorical", noise_std: float = 1.0, batch: int = 16,
+                           chunk: int = DATA_CHUNK) -> jax.Array:
     """Per-point log predictive density log (1/S) Σ_s p(y_n | x_n, θ_s), θ_s ~ q: shape (N,). Averaged over the
     points, it is the predictive log likelihood L(q) (nats per data point) of the barrier."""
     check_choice(likelihood, LIKELIHOODS, "likelihood")
-    return _predictive_log_density(key, q, apply_fn, x, y, num_samples, likelihood, noise_std, batch)
+    return _predictive_log_density(key, q, apply_fn, x, y, num_samples, likelihood, noise_std, batch, chunk)
 
 
-@partial(jax.jit, static_argnames=("apply_fn", "num_samples", "likelihood", "batch"))
-def _predictive_log_density(key, q, apply_fn, x, y, num_samples, likelihood, noise_std, batch):
-    outs = _sample_outputs(key, q, apply_fn, x, num_samples, batch)
+@partial(jax.jit, static_argnames=("apply_fn", "num_samples", "likelihood", "batch", "chunk"))
+def _predictive_log_density(key, q, apply_fn, x, y, num_samples, likelihood, noise_std, batch, chunk):
+    outs = _sample_outputs(key, q, apply_fn, x, num_samples, batch, chunk)
     ll = log_likelihood(outs, jnp.asarray(y)[None], likelihood, noise_std)
     return jax.scipy.special.logsumexp(ll, axis=0) - jnp.log(num_samples)
 
 
-def accuracy(log_probs, y) -> float:
+def accuracy(log_probs, y) -> jax.Array:
     """Fraction of points whose most probable class is the label."""
-    return float(jnp.mean(jnp.argmax(log_probs, axis=-1) == jnp.asarray(y)))
+    return jnp.mean(jnp.argmax(log_probs, axis=-1) == jnp.asarray(y))

@@ -301,8 +301,8 @@ def _run(preset: Preset, out: Path, name: str, checkpoint_every: int, seed: int,
     align_seconds = time.perf_counter() - align_start
     accuracy = {}
     for label, q in (("q0", q0), ("q1", q1)):
-        accuracy[label] = {s: nn.accuracy(nn.predictive_log_probs(jax.random.key(seed + 3), q, apply, x, preset.num_samples,
-                                                                  eval_batch(preset)), y)
+        accuracy[label] = {s: float(nn.accuracy(nn.predictive_log_probs(jax.random.key(seed + 3), q, apply, x,
+                                                                        preset.num_samples, eval_batch(preset)), y))
                            for s, (x, y) in splits.items()}
     record = {
         "schema": SCHEMA, "preset": name, "config": {**preset._asdict(), "seed": seed},
