@@ -168,3 +168,11 @@ def test_relative_gap_and_coincide():
     np.testing.assert_allclose(flows.relative_gap(shifted, ref, target), [0.2, 0.1], rtol=1e-6)
     assert flows.coincide(ref, ref, target) and not flows.coincide(shifted, ref, target)
     assert flows.coincide(shifted, ref, target, tol=0.25)
+
+
+def test_bw_euler_step_runs_eagerly_where_the_covariance_is_not_positive_definite():
+    """The step's info (its KL estimate) must not validate the Gaussian: an eager step from a Σ that stopped being
+    positive definite returns NaNs for `run` to report, instead of raising from inside the step."""
+    algo = flows.bw_euler(lambda x: -0.5 * jnp.sum(x**2), 0.1, 8)
+    state, info = algo.step(jax.random.key(0), flows.BWState(jnp.zeros(2), jnp.array([[1.0, 0.0], [0.0, -1.0]])))
+    assert not np.isfinite(float(info.loss))

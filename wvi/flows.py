@@ -135,7 +135,11 @@ def bw_euler(log_density: Callable, step_size: float, num_samples: int) -> Algor
         scale = jnp.linalg.cholesky(state.cov)
         d_mean, d_cov = bw_velocity_samples(state.mean, scale, noise, grad_log_density)
         new = BWState(state.mean + step_size * d_mean, state.cov + step_size * d_cov)
-        loss = -jnp.mean(batch_log_density(state.mean + noise @ scale.T)) - G.entropy(G.Gaussian(state.mean, scale))
+        # H(q) = d/2 (1 + log 2π) + Σ log L_ii, unvalidated: a step must run (and `run` report) where Σ stopped
+        # being positive definite and L holds NaNs
+        d = state.mean.shape[0]
+        entropy = 0.5 * d * (1.0 + jnp.log(2 * jnp.pi)) + jnp.sum(jnp.log(jnp.abs(jnp.diagonal(scale))))
+        loss = -jnp.mean(batch_log_density(state.mean + noise @ scale.T)) - entropy
         return new, BWInfo(loss, jnp.linalg.norm(d_mean), jnp.linalg.norm(d_cov))
 
     return Algorithm(init, step)
