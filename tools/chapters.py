@@ -55,12 +55,31 @@ def first_code_cell(nb):
     return next(c for c in nb.cells if c.cell_type == "code")
 
 
+def _hide_input(cell) -> bool:
+    """Tag a code cell so the built book shows its output with the code collapsed; True when the tag was added."""
+    tags = cell.metadata.setdefault("tags", [])
+    if {"hide-input", "remove-input", "remove-cell"} & set(tags):
+        return False
+    tags.append("hide-input")
+    return True
+
+
 def sync() -> None:
+    """Rewrite every chapter's setup cell from the template, and collapse the plumbing in the built book: the
+    setup cell and the code cells of the closing "## Checks" section (their outputs stay visible)."""
     for path in chapters():
         nb = nbformat.read(path, as_version=4)
         cell = first_code_cell(nb)
-        if cell.source != setup_cell_source():
-            cell.source = setup_cell_source()
+        changed = cell.source != setup_cell_source()
+        cell.source = setup_cell_source()
+        changed |= _hide_input(cell)
+        in_checks = False
+        for c in nb.cells:
+            if c.cell_type == "markdown" and re.search(r"^#+ ", c.source, re.M):
+                in_checks = bool(re.search(r"^## Checks\s*$", c.source, re.M))
+            elif c.cell_type == "code" and in_checks:
+                changed |= _hide_input(c)
+        if changed:
             nbformat.write(nb, path)
             print(f"updated {path.relative_to(ROOT)}")
 
