@@ -37,7 +37,7 @@ class BWState(NamedTuple):
     @property
     def approximation(self) -> G.Gaussian:
         """N(m, Σ) (`to_gaussian`)."""
-        return G.Gaussian(self.mean, jnp.linalg.cholesky(self.cov))
+        return to_gaussian(self)
 
     def sample(self, key, num_samples: int) -> jax.Array:
         """Draws (num_samples, d) from N(m, Σ)."""
