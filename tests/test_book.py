@@ -56,3 +56,43 @@ def test_script_export_compiles_at_full_scale(path):
     assert "SCALE = 'full'" in source and 'SCALE = "small"' not in source
     with pytest.raises(ValueError, match="scale"):
         chapters.script(path, "huge")
+
+
+def test_every_chapter_has_a_measured_run_time_for_the_intro_table():
+    """book/runtimes.json (written by `tools/chapters.py run`) times every part chapter, for the intro's table."""
+    runtimes = json.loads((ROOT / "book" / "runtimes.json").read_text())
+    parts = [str(p.relative_to(ROOT)) for p in CHAPTERS if p.parent.name.startswith("part")]
+    assert sorted(set(parts) - set(runtimes)) == [], "run `python tools/chapters.py run` on the missing chapters"
+    for path in parts:
+        assert runtimes[path]["seconds"] > 0 and runtimes[path]["cpu_cores"] >= 1 and runtimes[path]["title"]
+
+
+def test_no_chapter_prints_a_line_wider_than_the_text_column():
+    """Printed output over 88 characters is cut off or scrolls in the book (tools/check_html.py checks the HTML)."""
+    long = []
+    for path in CHAPTERS:
+        for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            for out in cell.get("outputs", []):
+                text = out.get("text", "") if out.output_type == "stream" else out.get("data", {}).get("text/plain", "")
+                if out.output_type != "stream" and "text/html" in out.get("data", {}):
+                    continue  # shown as HTML (a table), not as text
+                long += [f"{path.name} cell {i}: {line[:60]}…" for line in text.splitlines() if len(line) > 88]
+    assert not long, "\n".join(long)
+
+
+def test_the_api_page_documents_every_module():
+    api = (ROOT / "book" / "api.md").read_text()
+    modules = {f"wvi.{p.stem}" for p in (ROOT / "wvi").glob("*.py") if not p.stem.startswith("_")}
+    modules |= {f"wvi.experiments.{p.stem}" for p in (ROOT / "wvi" / "experiments").glob("*.py")
+                if not p.stem.startswith("_")}
+    missing = sorted(m for m in modules if f".. automodule:: {m}\n" not in api)
+    assert not missing, f"book/api.md has no section for {missing}"
+
+
+def test_every_reference_links_to_a_doi_or_arxiv():
+    import re
+
+    entries = re.split(r"\n(?=@)", (ROOT / "book" / "references.bib").read_text().strip())
+    unlinked = [re.match(r"@\w+\{([^,]+),", e).group(1) for e in entries
+                if e.startswith("@") and not re.search(r"^\s*(doi|eprint|url)\s*=", e, re.M)]
+    assert not unlinked, f"references without a DOI, arXiv id or URL: {unlinked}"

@@ -10,7 +10,7 @@ import check_html  # noqa: E402
 
 GOOD = """<html><head><script src="../_static/mathjax/tex-chtml.js"></script></head><body><article>
 <p>The flow of <span class="math notranslate nohighlight">\\(\\mathrm{KL}(q\\,\\|\\,p)\\)</span> costs $5.</p>
-<div class="cell_output"><pre>$F(Q) = \\int \\ell$ and {cite}`x` and | a | b |</pre></div>
+<div class="cell_output"><pre>$F(Q) = \\int \\ell$ and {cite}`x` and | a | b |\n""" + "y" * 88 + """</pre></div>
 <table><tr><td>a</td><td>b</td></tr></table><p><code>$x$ {ref}`y`</code></p>
 <figure id="fig-x"><img alt="Two curves" src="../_images/cd34.png"/><figcaption><p>Fig. 1 Two curves.</p>
 </figcaption></figure><img id="_anim_img1"/></article></body></html>"""
@@ -20,6 +20,9 @@ BAD = {
     "raw-role": "<p>as shown by {cite}`wild2023rigorous`, only</p>",
     "broken-table": "<p>| method | rate |\n|---|---|\n| DE | 0 |</p>",
     "uncaptioned-figure": '<div class="cell_output"><img alt="../_images/ab12.png" src="../_images/ab12.png"/></div>',
+    "network-asset": '<div class="cell_output"><link rel="stylesheet" href="https://maxcdn.bootstrapcdn.com/fa.css">'
+                     '<button>▶</button></div>',
+    "long-output": '<div class="cell_output"><div class="output stream"><pre>ok\n' + "x" * 89 + "</pre></div></div>",
 }
 
 

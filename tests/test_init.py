@@ -2,7 +2,7 @@
 import subprocess
 import sys
 
-HEAVY = ("matplotlib", "seaborn", "numpyro", "tqdm", "sklearn", "yaml")
+HEAVY = ("matplotlib", "seaborn", "numpyro", "tqdm", "sklearn", "yaml", "pandas")
 
 
 def imported_after(code: str) -> list[str]:

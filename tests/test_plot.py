@@ -4,6 +4,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 from wvi import plot  # noqa: E402
 
@@ -63,6 +64,8 @@ def test_animation_is_embedded_html_and_mixture_ellipses_draw():
     (line,) = ax.plot([], [])
     html = plot.animation(fig, lambda i: line.set_data([0, i], [0, i]), 3)
     assert "<script" in html.data and "img" in html.data
+    # the player works offline: no Font Awesome stylesheet from a CDN, its icons replaced by characters
+    assert "font-awesome" not in html.data and 'class="fa' not in html.data and "▶" in html.data
 
 
 def test_contours_draw_lines_of_the_density():
@@ -101,4 +104,35 @@ def test_barrier_bars_and_sweeps_label_what_they_draw():
     assert [t.get_text() for t in a.get_legend().get_texts()] == ["naive", "aligned"]
     plot.barrier_sweep(b, [128, 512], [1.0, 0.5], [0.1, 0.05], "width", "MLP")
     assert b.get_xscale() == "log" and b.get_xlabel() == "width" and len(b.lines) == 2
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("n, ncols, rows", [(1, None, 1), (4, 2, 2), (5, None, 2), (3, 3, 1)])
+def test_panels_are_at_most_three_a_row_and_fit_the_column(n, ncols, rows):
+    fig, axes = plot.panels(n, ncols, panel_size=(5.0, 4.0), sharey=True)
+    assert len(axes) == n and len(fig.axes) == n  # unused cells removed
+    assert len({ax.get_subplotspec().rowspan.start for ax in axes}) == rows
+    width, height = fig.get_size_inches()
+    assert width <= plot.MAX_WIDTH and height == pytest.approx(rows * 4.0 * width / (5.0 * (ncols or min(n, 3))))
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("n, ncols, match", [(0, None, "n must be a positive integer"), (4, 4, "ncols must be")])
+def test_panels_reject_more_than_three_a_row(n, ncols, match):
+    with pytest.raises(ValueError, match=match):
+        plot.panels(n, ncols)
+
+
+def test_methods_compared_in_one_figure_have_distinct_colours():
+    part3 = ("rep-RKL", "path-RKL", "path-FKL", "path-χ²", "path-Hellinger", "NUTS")
+    assert len({plot.color(m) for m in part3}) == len(part3)
+
+
+def test_diagram_draws_a_box_per_part_and_an_arrow_per_dependency():
+    fig, ax = plt.subplots()
+    plot.diagram(ax, {"I": (0.2, 0.5, "Part I"), "II": (0.8, 0.5, "Part II")}, [("I", "II", "path estimator")])
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["Part I", "Part II", "path estimator"] and len(ax.patches) == 3
+    with pytest.raises(ValueError, match=r"not in boxes: \['III'\]"):
+        plot.diagram(ax, {"I": (0.2, 0.5, "Part I")}, [("I", "III")])
     plt.close(fig)

@@ -26,11 +26,15 @@ def test_verdict_of():
         report.verdict_of()
 
 
-def test_rows_print_wrapped_and_a_non_reproduction_is_consistent(capsys):
+def test_rows_show_as_a_table_and_a_non_reproduction_is_consistent(capsys):
     claims = demo_claims()
-    out = capsys.readouterr().out
-    assert "[not reproduced] Rossi et al. Fig. 5: wider is lower — measured 1.8 vs 1.3" in out.replace("\n    ", " ")
-    assert max(len(line) for line in out.splitlines()) <= report.WIDTH
+    assert capsys.readouterr().out == ""  # recording prints nothing: the check cell ends with claims.table()
+    frame = claims.table().frame
+    assert frame.loc[("Rossi et al.", "Fig. 5"), "verdict"] == "not reproduced"
+    assert frame.loc[("Rossi et al.", "Fig. 5"), "measured"] == "1.8 vs 1.3"
+    assert list(frame.columns) == ["verdict", "statement", "measured", "criterion"] and len(frame) == 4
+    html = claims.table()._repr_html_()
+    assert "aligned barrier | naive barrier &lt; ¼" in html  # text escaped, never cut short
     assert claims.consistent and claims.problems() == "none"
 
 

@@ -2,7 +2,8 @@
 """Maintain the book's chapters.
 
     python tools/chapters.py sync            rewrite every chapter's setup cell from the template below
-    python tools/chapters.py run [NB ...]    execute chapters top to bottom in place (all when none is named)
+    python tools/chapters.py run [NB ...]    execute chapters top to bottom in place (all when none is named), and
+                                             record each one's wall time in book/runtimes.json (the intro's table)
     python tools/chapters.py list            the chapters, in _toc.yml order
     python tools/chapters.py ledger          the ledger's status sentence, for the README (a test compares them)
     python tools/chapters.py script NB SCALE print the chapter as a plain Python script at SCALE ("small" or
@@ -13,6 +14,9 @@ book's launch buttons are both made from it, and tests/test_book.py fails when a
 """
 from __future__ import annotations
 
+import datetime
+import json
+import os
 import re
 import sys
 import time
@@ -22,6 +26,7 @@ import nbformat
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+RUNTIMES = ROOT / "book" / "runtimes.json"
 
 SETUP_TEMPLATE = '''\
 # Setup, the same in every chapter: on Colab, install wvi from the book's repository; set the plotting style.
@@ -93,8 +98,20 @@ def run(paths: list[Path]) -> None:
         start = time.time()
         NotebookClient(nb, timeout=1800, kernel_name="python3", record_timing=False,
                        resources={"metadata": {"path": str(path.parent)}}).execute()
+        seconds = time.time() - start
         nbformat.write(nb, path)
-        print(f"ran {path.relative_to(ROOT)} in {time.time() - start:.0f} s")
+        title = next((line[2:].strip() for c in nb.cells if c.cell_type == "markdown"
+                      for line in c.source.splitlines() if line.startswith("# ")), path.stem)
+        record_runtime(path, seconds, title)
+        print(f"ran {path.relative_to(ROOT)} in {seconds:.0f} s")
+
+
+def record_runtime(path: Path, seconds: float, title: str) -> None:
+    """Keep a chapter's measured top-to-bottom wall time (and the machine's core count) in book/runtimes.json."""
+    runtimes = json.loads(RUNTIMES.read_text()) if RUNTIMES.exists() else {}
+    runtimes[str(path.relative_to(ROOT))] = {"title": title, "seconds": round(seconds), "cpu_cores": os.cpu_count(),
+                                             "date": datetime.date.today().isoformat()}
+    RUNTIMES.write_text(json.dumps(dict(sorted(runtimes.items())), indent=1) + "\n")
 
 
 def script(path: Path, scale: str) -> str:

@@ -9,10 +9,13 @@ Looks at the article body of every page (code blocks and cell outputs excluded, 
   raw-role       an unrendered role or directive such as {cite}`key` or {ref}`label`
   broken-table   a paragraph that starts with `|` and holds more bars: a Markdown table row that did not parse
   offline-math   a page that loads MathJax from the network instead of the copy built into `_static`
+  network-asset  any other script or stylesheet loaded from the network (the animation player's icon font, say):
+                 the book must read the same without network
   uncaptioned-figure  a figure of a cell's output without a numbered caption or without alt text (a cell gets
                  both from its `mystnb.figure` / `mystnb.image` metadata)
+  long-output    a line of a cell's text output wider than 88 characters, which the text column cuts off or
+                 makes the reader scroll sideways for (results belong in a table: `wvi.display.table`)
 Exits 1 and lists every finding (page, kind, excerpt) when there is one. `make test` runs it after the book build.
-Not checked yet (issue 19): output lines over 88 characters, which today's chapters do not meet.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ RAW_MATH = re.compile(r"(?<![\\\w])\$(?=[A-Za-z\\{(])|\\(?:frac|mathrm|mathbb|ma
 RAW_ROLE = re.compile(r"\{(cite|ref|doc|numref|eq|math|term|download)(:[a-z]+)?\}`")
 LITERAL = ("pre", "code", "script", "style", "kbd", "samp")
 OUTPUT_CLASSES = ("cell_output", "output", "highlight", "math")
+OUTPUT_WIDTH = 88
 
 
 class Finding(NamedTuple):
@@ -53,9 +57,14 @@ def check_page(html: str, page: str) -> list[Finding]:
     """The findings of one page's HTML."""
     soup = BeautifulSoup(html, "html.parser")
     findings = []
+    remote = ("http:", "https:", "//")
     for script in soup.find_all("script", src=True):
-        if "mathjax" in script["src"].lower() and script["src"].startswith(("http:", "https:", "//")):
-            findings.append(Finding(page, "offline-math", script["src"]))
+        if script["src"].startswith(remote):
+            kind = "offline-math" if "mathjax" in script["src"].lower() else "network-asset"
+            findings.append(Finding(page, kind, script["src"]))
+    for link in soup.find_all("link", href=True):
+        if "stylesheet" in (link.get("rel") or []) and link["href"].startswith(remote):
+            findings.append(Finding(page, "network-asset", link["href"]))
     body = soup.find("article") or soup.find("main") or soup
     for text in body.find_all(string=True):
         if _literal(text.parent) or not text.strip():
@@ -69,6 +78,10 @@ def check_page(html: str, page: str) -> list[Finding]:
         if "_images/" in img["src"] and (figure is None or figure.find("figcaption") is None
                                          or not img.get("alt") or img["alt"] == img["src"]):
             findings.append(Finding(page, "uncaptioned-figure", img["src"].rsplit("/", 1)[-1][:24]))
+    for output in body.select(".cell_output pre"):
+        long = [line for line in output.get_text().splitlines() if len(line) > OUTPUT_WIDTH]
+        if long:  # one finding per output block
+            findings.append(Finding(page, "long-output", f"{len(long)} line(s), e.g. {_excerpt(long[0], 60)}"))
     for p in body.find_all("p"):
         if _literal(p):
             continue

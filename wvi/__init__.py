@@ -18,6 +18,7 @@ The library behind the `wvi` book. One module per concept:
   data       offline data sets, seeded standardised splits, downloaders with SHA-256 checks
   algorithm  the init/step shape shared by every method, and `run`, its scan driver
   plot       the book's plotting style and figure pieces
+  display    results as tables, and a chapter's settings, as the book shows them
   report     claims checked by the chapters, collected for the reproduction report
   experiments  command-line runs that write result files (python -m wvi.experiments.permutation, Part V at full scale)
 """
@@ -29,8 +30,8 @@ from wvi.gaussian import DiagGaussian, Gaussian
 __version__ = "0.1.0"
 
 # Imported on first use, so that `import wvi` needs only JAX, optax, NumPy and SciPy: plotting (matplotlib,
-# seaborn), NUTS (numpyro) and the book's report are the extras of `pip install "wvi[book]"`.
-_LAZY = ("mcmc", "plot", "report", "experiments")
+# seaborn), tables (pandas), NUTS (numpyro) and the book's report are the extras of `pip install "wvi[book]"`.
+_LAZY = ("display", "mcmc", "plot", "report", "experiments")
 
 
 def __getattr__(name):
@@ -45,5 +46,5 @@ def __dir__():
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = ["algorithm", "align", "barrier", "bbvi", "data", "divergences", "ensembles", "flows", "gaussian", "mcmc",
+__all__ = ["algorithm", "align", "barrier", "bbvi", "data", "display", "divergences", "ensembles", "flows", "gaussian", "mcmc",
            "mixtures", "nn", "plot", "report", "targets", "Gaussian", "DiagGaussian", "__version__"]

@@ -137,8 +137,9 @@ def run(key, algorithm: Algorithm, state, num_steps: int, trace_fn: Optional[Cal
         before_bad = _replay(keys[: first_bad - 1], state, algorithm.step) if first_bad > 1 else state
         bad_state, bad_info = jax.jit(algorithm.step)(keys[first_bad - 1], before_bad)
         raise DivergenceError(
-            f"{name} diverged at step {first_bad + steps_before} of {total_steps or num_steps}: {_first_bad_field(bad_state, bad_info)} became "
-            f"NaN or infinite. Usual causes: a step size too large for the target's curvature, or a log density "
+            f"{name} diverged at step {first_bad + steps_before} of {total_steps or num_steps}: "
+            f"{_first_bad_field(bad_state, bad_info)} became NaN or infinite.\n"
+            f"Usual causes: a step size too large for the target's curvature, or a log density\n"
             f"that is not finite where the approximation puts mass."
         )
     return final, trace

@@ -56,7 +56,7 @@ class BBVIState(NamedTuple):
 
     @property
     def approximation(self):
-        """q: a Gaussian, DiagGaussian or Mixture."""
+        """The fitted q (a Gaussian, DiagGaussian or Mixture)."""
         return self.q
 
     def sample(self, key, num_samples: int) -> jax.Array:

@@ -30,7 +30,7 @@ import numpy as np
 
 
 def cache_dir(directory: Optional[str | os.PathLike] = None) -> Path:
-    """`directory`, else $WVI_DATA, else ~/.cache/wvi (created if missing)."""
+    """`directory`, else `$WVI_DATA`, else `~/.cache/wvi` (created if missing)."""
     path = Path(directory or os.environ.get("WVI_DATA") or Path.home() / ".cache" / "wvi")
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -200,7 +200,7 @@ UCI_CLASSIFICATION = {
         lambda raw: parse_table(raw, "winequality-red.csv", 12, delimiter=";", skip_header=True),
         lambda t: (t >= 6).astype(np.int32)),
 }
-"""Yi & Liu's four logistic-regression sets (§5.3): Cleveland heart disease (303 rows, 6 with missing values dropped;
+"""Yi & Liu's four logistic-regression sets (§5.3) are Cleveland heart disease (303 rows, 6 with missing values dropped;
 label: disease present, num > 0), ionosphere (351 × 34; label: "g"ood), Pima Indians diabetes (768 × 8; UCI no
 longer hosts it, this is the widely used mirror) and red wine quality (1599 × 11; label: quality ≥ 6)."""
 
@@ -443,7 +443,7 @@ IMAGE_SETS = {
         "cifar-10-binary.tar.gz": "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",  # 170,052,171
     }),
 }
-"""Rossi et al.'s image sets in their original binary formats: MNIST and Fashion-MNIST as gzipped IDX files (60,000
+"""Rossi et al.'s image sets in their original binary formats, MNIST and Fashion-MNIST as gzipped IDX files (60,000
 training and 10,000 test 28×28 grey images), CIFAR-10 as the binary tarball (50,000 + 10,000 32×32 colour images)."""
 
 

@@ -4,7 +4,7 @@ The free energy over distributions Q of parameters θ, with P = N(0, σ0² I) th
 
     F(Q) = ∫ ℓ dQ + (λ1/2) MMD²(Q, P) + λ2 KL(Q ‖ P).
 
-Its Wasserstein gradient flow, with N particles θ_1..θ_N standing for Q and step η (ξ ~ N(0, I)):
+Its Wasserstein gradient flow, with N particles θ_1..θ_N standing for Q and step η (ξ ~ N(0, I))::
 
     DE    θ_i ← θ_i − η ∇ℓ(θ_i)                                                     (λ1 = λ2 = 0)
     DLE   θ_i ← θ_i − η [∇ℓ(θ_i) + λ2 θ_i / σ0²] + √(2 λ2 η) ξ_i                      (λ1 = 0)
@@ -44,7 +44,7 @@ class EnsembleState(NamedTuple):
 
     @property
     def approximation(self):
-        """The members (a pytree, leading axis N): their empirical measure."""
+        """The members (a pytree with leading axis N), whose empirical measure is the approximation."""
         return self.particles
 
     def sample(self, key, num_samples: int):
@@ -330,7 +330,7 @@ def bin_masses(grid, density, edges) -> np.ndarray:
 
 
 def tv_to_density(samples, grid, density, edges) -> float:
-    """Total variation ½ Σ_b |n_b/N − Q(b)| between the histogram of 1D `samples` over bins `edges` and the bin
+    """Total variation ``½ Σ_b |n_b/N − Q(b)|`` between the histogram of 1D `samples` over bins `edges` and the bin
     masses Q(b) of a density given on `grid` (`bin_masses`; mass outside the edges counts as its own bin)."""
     samples = np.asarray(samples, np.float64).ravel()
     counts = np.histogram(samples, bins=np.asarray(edges, np.float64))[0] / samples.size

@@ -55,7 +55,7 @@ class ParticleState(NamedTuple):
 
     @property
     def approximation(self) -> jax.Array:
-        """The particles (n, d): their empirical measure."""
+        """The particles, an (n, d) array whose empirical measure is the approximation."""
         return self.particles
 
     def sample(self, key, num_samples: int) -> jax.Array:
@@ -75,7 +75,7 @@ class SVGDState(NamedTuple):
 
     @property
     def approximation(self) -> jax.Array:
-        """The particles (n, d): their empirical measure."""
+        """The particles, an (n, d) array whose empirical measure is the approximation."""
         return self.particles
 
     def sample(self, key, num_samples: int) -> jax.Array:
@@ -300,7 +300,7 @@ COINCIDE_TOL = 0.1
 def relative_gap(qs: G.AnyGaussian, reference: G.AnyGaussian, target: G.AnyGaussian) -> np.ndarray:
     """W2(q_t, r_t) / W2(r_t, p) at every iterate t of two stacked Gaussian trajectories (leading axis t).
 
-    By the triangle inequality |W2(q_t, p) − W2(r_t, p)| ≤ W2(q_t, r_t), so a relative gap ≤ 0.1 at every t puts
+    By the triangle inequality ``|W2(q_t, p) − W2(r_t, p)| ≤ W2(q_t, r_t)``, so a relative gap ≤ 0.1 at every t puts
     the two curves of the distance to the target within 10% of each other on a log axis (Part I, "ODE vs BBVI").
     Unlike comparing the two distances to p, it measures how far apart the two Gaussians themselves are."""
     G.check(target, "target")

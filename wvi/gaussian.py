@@ -186,7 +186,7 @@ def kl(q: AnyGaussian, p: AnyGaussian) -> jax.Array:
 def w2(p: AnyGaussian, q: AnyGaussian) -> jax.Array:
     """The 2-Wasserstein distance W2(p, q) (not its square), in closed form for any mix of the two kinds.
 
-    W2² = |mp - mq|² + tr Σp + tr Σq - 2‖Spᵀ Sq‖_* (nuclear norm), derived in book/part1/submersion.ipynb.
+    ``W2² = |mp - mq|² + tr Σp + tr Σq - 2‖Spᵀ Sq‖_*`` (nuclear norm), derived in book/part1/submersion.ipynb.
     Accuracy: the covariance term subtracts quantities of size tr Σ, so distances below about
     sqrt(machine epsilon · (tr Σp + tr Σq)) are not resolved: 2e-8 in float64 and 5e-4 in float32 when
     tr Σp = tr Σq = 1, growing like the square root of the traces. A negative rounded W2² is clipped to 0.

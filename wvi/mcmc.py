@@ -3,7 +3,7 @@
 `nuts` runs numpyro's No-U-Turn sampler (Hoffman & Gelman, 2014; step size and a dense or diagonal mass matrix
 adapted during warm-up) on any unnormalised log density of a flat vector, in several chains, and reports numpyro's
 split R-hat and effective sample size per coordinate. `distance_to_reference` compares a fit's first two moments
-with those of a reference sample: the mean error in posterior standard deviations |m_j − μ_j| / σ_j, the marginal
+with those of a reference sample: the mean error in posterior standard deviations ``|m_j − μ_j| / σ_j``, the marginal
 standard-deviation ratios s_j / σ_j, and W2 between the two Gaussian moment matches (`wvi.gaussian.w2`); the same
 distance between two independent NUTS runs is the floor below which the gold standard cannot tell fits apart
 (`floor_tolerance`). `competitive_accuracy` is the rule of the chapter's verdict on Yi & Liu's §5 claim (a fit's
@@ -33,7 +33,7 @@ class NUTSResult(NamedTuple):
 
     @property
     def flat(self) -> np.ndarray:
-        """All draws, chains concatenated: (num_chains · num_samples, d)."""
+        """All draws with the chains concatenated, an array of shape (num_chains · num_samples, d)."""
         return self.samples.reshape(-1, self.samples.shape[-1])
 
 

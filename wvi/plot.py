@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import re
 from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
@@ -37,7 +38,7 @@ METHOD_COLORS = {
     "MAP": 2,
     "mixture path": 4,
     "NUTS": 7,
-    "rep-RKL": 9,
+    "rep-RKL": 5,  # brown: next to path-RKL's blue in every Part III figure, so not a second blue
     "path-RKL": 0,
     "path-FKL": 1,
     "path-χ²": 2,
@@ -45,9 +46,22 @@ METHOD_COLORS = {
 }
 
 
+# The book's text column is 784 px wide, and a wider figure is shrunk to fit: at 10 inches (78 px an inch) seaborn's
+# 11-pt tick labels render at 12 px and the 10-pt ("small") legends at 11 px; `panels` keeps figures within it.
+MAX_WIDTH = 10.0
+MAX_COLUMNS = 3  # panels per row
+
+
 def set_style() -> None:
-    """The book's look: seaborn's whitegrid theme, colour-blind palette, compact figures."""
+    """The book's look: seaborn's whitegrid theme, colour-blind palette, compact figures, retina PNGs in notebooks
+    (twice the pixels, shown at the same size, so that lines and labels stay sharp on high-resolution screens)."""
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    try:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:  # no IPython: scripts and tests draw off-screen
+        pass
+    else:
+        set_matplotlib_formats("retina")
     plt.rcParams.update(
         {
             "figure.figsize": (6.4, 4.0),
@@ -58,6 +72,67 @@ def set_style() -> None:
             "legend.frameon": True,
         }
     )
+
+
+def panels(n: int, ncols: int | None = None, panel_size: tuple[float, float] = (3.3, 2.9), **subplot_kw):
+    """A figure of `n` panels, at most `MAX_COLUMNS` a row and no wider than `MAX_WIDTH` inches, filled row by row.
+
+    Args:
+      n: the number of panels.
+      ncols: panels per row (default: min(n, MAX_COLUMNS)); more than MAX_COLUMNS is an error.
+      panel_size: (width, height) of one panel in inches; the width shrinks to fit MAX_WIDTH.
+      **subplot_kw: passed to `plt.subplots` (sharex, sharey, …).
+    Returns:
+      fig and axes, axes a flat array of the `n` panels (the unused cells of the last row are removed).
+    """
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer; got {n!r}")
+    ncols = min(int(n), MAX_COLUMNS) if ncols is None else ncols
+    if not isinstance(ncols, (int, np.integer)) or not 1 <= ncols <= MAX_COLUMNS:
+        raise ValueError(f"ncols must be an integer from 1 to {MAX_COLUMNS} (the book's panels per row); got {ncols!r}")
+    nrows = -(-int(n) // ncols)
+    width = min(MAX_WIDTH, panel_size[0] * ncols)
+    height = panel_size[1] * nrows * width / (panel_size[0] * ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, **subplot_kw)
+    axes = axes.ravel()
+    for ax in axes[n:]:
+        ax.remove()
+    return fig, axes[:n]
+
+
+def diagram(ax, boxes: dict, arrows: Sequence[tuple], box_width: float = 0.26, box_height: float = 0.2):
+    """A dependency diagram: labelled boxes at given centres, arrows between them (the book's map of its parts).
+
+    Args:
+      ax: the axes to draw on; its limits become [0, 1] × [0, 1], widened to hold every box, and its frame is hidden.
+      boxes: name -> (x, y, text), centres in axes units, the text drawn inside the box.
+      arrows: (from, to) or (from, to, label) triples of box names; the label is written at the arrow's middle.
+      box_width, box_height: the boxes' size in axes units.
+    Returns:
+      The axes.
+    """
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    unknown = sorted({n for a in arrows for n in a[:2]} - set(boxes))
+    if unknown:
+        raise ValueError(f"arrows name boxes that are not in boxes: {unknown}")
+    for x, y, text in boxes.values():
+        ax.add_patch(FancyBboxPatch((x - box_width / 2, y - box_height / 2), box_width, box_height,
+                                    boxstyle="round,pad=0.01", fc="white", ec="0.3", lw=1.0))
+        ax.text(x, y, text, ha="center", va="center", fontsize="small", wrap=True)
+    for arrow in arrows:
+        (x0, y0, _), (x1, y1, _) = boxes[arrow[0]], boxes[arrow[1]]
+        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=12, color="0.35",
+                                     shrinkA=30, shrinkB=30, lw=1.0))
+        if len(arrow) > 2:
+            ax.text((x0 + x1) / 2, (y0 + y1) / 2, arrow[2], ha="center", va="center", fontsize="x-small",
+                    color="0.25", bbox=dict(fc="white", ec="none", pad=0.5))
+    xs, ys = [b[0] for b in boxes.values()], [b[1] for b in boxes.values()]
+    margin = 0.02
+    ax.set(xlim=(min(0.0, min(xs) - box_width / 2 - margin), max(1.0, max(xs) + box_width / 2 + margin)),
+           ylim=(min(0.0, min(ys) - box_height / 2 - margin), max(1.0, max(ys) + box_height / 2 + margin)))
+    ax.axis("off")
+    return ax
 
 
 def color(name: str):
@@ -192,17 +267,33 @@ def animation(fig, draw_frame: Callable[[int], None], num_frames: int, interval_
     """An embedded JavaScript/HTML animation of a flow: `draw_frame(i)` redraws `fig` for frame i.
 
     Returns an `IPython.display.HTML` object (display it as a cell's last value); the figure is closed so that no
-    static copy is printed below it. Pair it with a static figure of a few frames for readers without JavaScript.
+    static copy is printed below it. The figure gets matplotlib's constrained layout, so that the labels of every
+    frame stay inside it. Pair it with a static figure of a few frames for readers without JavaScript.
     """
     from IPython.display import HTML
     from matplotlib.animation import FuncAnimation
 
     if not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
         raise ValueError(f"num_frames must be a positive integer; got {num_frames!r}")
+    fig.set_layout_engine("constrained")  # every frame keeps its axis labels and title inside the image
     anim = FuncAnimation(fig, draw_frame, frames=int(num_frames), interval=interval_ms)
-    html = anim.to_jshtml(default_mode="once")
+    html = _offline_player(anim.to_jshtml(default_mode="once"))
     plt.close(fig)
     return HTML(html)
+
+
+# matplotlib's player draws its buttons with Font Awesome icons from a CDN; these characters need no network.
+_PLAYER_ICONS = {"fa fa-play fa-flip-horizontal": "◀", "fa fa-minus": "−", "fa fa-fast-backward": "⇤",
+                 "fa fa-step-backward": "◁", "fa fa-pause": "❚❚", "fa fa-play": "▶", "fa fa-step-forward": "▷",
+                 "fa fa-fast-forward": "⇥", "fa fa-plus": "+"}
+
+
+def _offline_player(html: str) -> str:
+    """The player's HTML without its Font Awesome stylesheet, each icon replaced by a plain character."""
+    html = re.sub(r"<link[^>]*font-awesome[^>]*>", "", html)
+    for icon, char in _PLAYER_ICONS.items():
+        html = html.replace(f'<i class="{icon}"></i>', char)
+    return html
 
 
 def barrier_curve(ax, curve, label: str, color_name: str | None = None, chord: bool = True, **kwargs):

@@ -31,7 +31,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import textwrap
 from pathlib import Path
 from typing import NamedTuple, Optional
 
@@ -44,7 +43,6 @@ BOOK_VERDICTS = ("holds", "fails")
 VERDICT_COLOURS = {"reproduced": "#1a7f37", "partly reproduced": "#9a6700", "not reproduced": "#cf222e",
                    "not testable at this scale": "#6e7781", "not yet run": "#6e7781", "not attempted": "#6e7781",
                    "holds": "#1a7f37", "fails": "#cf222e"}
-WIDTH = 88  # printed lines stay within the book's column
 
 
 class Row(NamedTuple):
@@ -68,10 +66,6 @@ def verdict_of(*met: bool) -> str:
     return "reproduced" if all(met) else "partly reproduced" if any(met) else "not reproduced"
 
 
-def _wrap(text: str) -> str:
-    return "\n".join(textwrap.wrap(text, WIDTH, subsequent_indent="    ", break_on_hyphens=False))
-
-
 class Claims:
     """The ledger rows of one chapter (`chapter`: its path under book/ without suffix; `title`: its title)."""
 
@@ -80,10 +74,16 @@ class Claims:
 
     def _add(self, row: Row) -> str:
         self.rows.append(row)
-        label = f"{row.work} {row.item}" if row.work != BOOK else f"book: {row.item}"
-        measured = f" — measured {row.measured}" if row.measured else ""
-        print(_wrap(f"[{row.verdict}] {label}: {row.statement}{measured} ({row.criterion})"))
         return row.verdict
+
+    def table(self):
+        """The rows recorded so far as a table (a `wvi.display.Table`: HTML in the book), one row per claim with its
+        verdict, statement, measured value and criterion, grouped by work and item. A check cell ends with it."""
+        from wvi import display
+
+        return display.table([{"work": r.work, "item": r.item, "verdict": r.verdict, "statement": r.statement,
+                               "measured": r.measured, "criterion": r.criterion} for r in self.rows],
+                             index=["work", "item"], digits=None)
 
     def work(self, work: str, item: str, statement: str, *, measured, criterion: str, verdict: str,
              expected: str, section: str = "") -> str:

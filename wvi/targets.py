@@ -1,12 +1,14 @@
 """Target losses and log densities used across the book.
 
-Part IV (Wild et al. §5) states its toys as losses ℓ(θ), the negative log likelihood side of the free energy:
+Part IV (Wild et al. §5) states its toys as losses ℓ(θ), the negative log likelihood side of the free energy::
+
     double_well(θ) = 1.5 (θ⁴/4 + θ³/3 − θ²) − 3/8           (θ scalar; global minimum −4.375 at θ = −2,
                                                               local minimum −1 at θ = 1, barrier at θ = 0)
     four_modes(θ)  = −log ¼ Σ_c N(θ; c, I),  c = (±3, ±3)   (θ in R²)
 
 Part II (Yi & Liu §5; Nguyen et al. §4) states normalised log densities, because every f-divergence but reverse KL
-depends on the normalising constant:
+depends on the normalising constant::
+
     rosenbrock(x)  = −(x₁ − 1)² − (x₂ − x₁²)² − log π        ("banana"; ∫ e^{−(x₁−1)²} e^{−(x₂−x₁²)²} = π)
     MIXTURE_1D     = 0.4 N(−1, 0.5²) + 0.3 N(0.8, 0.5²) + 0.3 N(3, 0.8²)        (Yi & Liu, Appendix B.1)
     FOUR_GAUSSIANS = an equal mixture of four correlated 2D Gaussians (our choice: Nguyen et al. do not state theirs)

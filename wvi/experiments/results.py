@@ -113,16 +113,16 @@ def _budget(status: RunStatus) -> tuple:
 def figure_check(number: int, statuses: list) -> tuple[str, Optional[bool]]:
     """(what was measured, whether the paper's claim for Fig. `number` holds on the runs there), using the test
     barriers; (message, None) when the runs needed for the comparison are not there, or when the runs there were
-    trained on different budgets (a comparison across budgets says nothing). The claims, one per figure:
+    trained on different budgets (a comparison across budgets says nothing). The claims, one per figure::
 
-    4: every run's aligned barrier is below a quarter of its naive one (train and test);
-    5: for each model, the aligned barrier of the widest run is at most that of the narrowest; for the MLP the
-       naive barrier too;
-    7: for each model, the naive barrier falls from the smallest to the largest prior variance, and the aligned
-       barriers vary less over the variances than the naive ones;
-    8: the aligned barrier of the coldest run (T < 1) is at most that of the warmest (T > 1);
-    9: at the widest width both methods ran, MAP's aligned barrier is at most VI's;
-    11: the LayerNorm run's aligned barrier is below the FRN run's.
+      4: every run's aligned barrier is below a quarter of its naive one (train and test);
+      5: for each model, the aligned barrier of the widest run is at most that of the narrowest; for the MLP the
+         naive barrier too;
+      7: for each model, the naive barrier falls from the smallest to the largest prior variance, and the aligned
+         barriers vary less over the variances than the naive ones;
+      8: the aligned barrier of the coldest run (T < 1) is at most that of the warmest (T > 1);
+      9: at the widest width both methods ran, MAP's aligned barrier is at most VI's;
+      11: the LayerNorm run's aligned barrier is below the FRN run's.
     """
     there = [s for s in statuses if s.record is not None]
     if not there:
@@ -218,7 +218,9 @@ def plot_figure(number: int, statuses: list, split: str = "test"):
         return {"full": "", "reduced": " (reduced)", "missing": ""}[s.scale]
 
     if figure.x is None:
-        fig, axes = plt.subplots(1, 2, figsize=(2.4 + 2.4 * len(statuses), 3.8), sharey=True)
+        wide = len(statuses) > 2  # train and test one above the other once the bars need the column's width
+        fig, axes = plot.panels(2, 1 if wide else 2, panel_size=(min(plot.MAX_WIDTH, 2.4 + 1.2 * len(statuses)), 3.6),
+                                sharey=True)
         for ax, one_split in zip(axes, ("train", "test")):
             plot.barrier_bars(ax, [s.run.name + tag(s) for s in statuses],
                               [pick(s, "naive", one_split) for s in statuses],
@@ -243,8 +245,8 @@ def plot_figure(number: int, statuses: list, split: str = "test"):
         ax.set_title(f"Fig. {number}: {figure.title}")
         fig.tight_layout()
         return fig
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.4), squeeze=False)
-    for ax, (preset, group) in zip(axes[0], groups.items()):
+    fig, axes = plot.panels(len(groups), panel_size=(4.2, 3.4))
+    for ax, (preset, group) in zip(axes, groups.items()):
         group = sorted(group, key=lambda s: s.record["config"][figure.x])
         reduced = any(s.scale == "reduced" for s in group)
         plot.barrier_sweep(ax, [s.record["config"][figure.x] for s in group], [pick(s, "naive") for s in group],
