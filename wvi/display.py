@@ -47,7 +47,7 @@ def table(rows: Sequence[Mapping[str, Any]], index: str | Sequence[str] | None =
     if digits is not None and (not isinstance(digits, int) or digits < 0):
         raise ValueError(f"digits must be a non-negative integer or None; got {digits!r}")
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    frame = pd.DataFrame([dict(r) for r in rows], columns=columns)
+    frame = pd.DataFrame([{k: _scalar(v) for k, v in r.items()} for r in rows], columns=columns)
     if index is not None:
         names = [index] if isinstance(index, str) else list(index)
         missing = [n for n in names if n not in columns]
@@ -57,6 +57,11 @@ def table(rows: Sequence[Mapping[str, Any]], index: str | Sequence[str] | None =
     if digits is not None:
         frame = frame.round(digits)
     return Table(frame)
+
+
+def _scalar(value):
+    """A 0-d array (JAX or NumPy) as the Python number it holds, so that its column is numeric and gets rounded."""
+    return value.item() if getattr(value, "shape", None) == () and hasattr(value, "item") else value
 
 
 def settings(scale: str, values: Mapping[str, Any], **constants: Any) -> None:

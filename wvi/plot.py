@@ -14,7 +14,7 @@ import seaborn as sns
 from matplotlib.patches import Ellipse
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-METHOD_COLORS = {
+METHOD_COLORS = {  # a method's index in seaborn's colour-blind palette, or a matplotlib colour name
     "BBVI-rep": 1,
     "BBVI-path": 0,
     "Euler-ODE": 2,
@@ -38,7 +38,7 @@ METHOD_COLORS = {
     "MAP": 2,
     "mixture path": 4,
     "NUTS": 7,
-    "rep-RKL": 5,  # brown: next to path-RKL's blue in every Part III figure, so not a second blue
+    "rep-RKL": "black",  # beside path-RKL's blue and path-FKL's orange in Part III: not another blue or orange
     "path-RKL": 0,
     "path-FKL": 1,
     "path-χ²": 2,
@@ -137,9 +137,11 @@ def diagram(ax, boxes: dict, arrows: Sequence[tuple], box_width: float = 0.26, b
 
 def color(name: str):
     """The colour of a named method (any other name gets a stable colour from the palette)."""
+    from matplotlib.colors import to_rgb
+
     palette = sns.color_palette("colorblind", 10)
     index = METHOD_COLORS.get(name, sum(map(ord, name)) % 10)
-    return palette[index]
+    return to_rgb(index) if isinstance(index, str) else palette[index]
 
 
 def density(ax, log_density: Callable, xlim: Sequence[float], ylim: Sequence[float], num: int = 200, cmap: str = "Greys", levels: int = 12):
