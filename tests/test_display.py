@@ -52,3 +52,22 @@ def test_settings_rejects_a_non_mapping():
     with pytest.raises(TypeError, match="values must be a mapping"):
         display.settings("small", [("steps", 1)])
 
+
+
+def test_the_nbval_sanitiser_ignores_a_wall_time_column_changing_width():
+    """A table whose wall time grows a digit re-pads its column; tests/nbval_sanitize.cfg must still match it."""
+    import re
+    from pathlib import Path
+
+    from nbval.plugin import get_sanitize_patterns
+
+    patterns = get_sanitize_patterns((Path(__file__).parent / "nbval_sanitize.cfg").read_text())
+
+    def shown(wall):
+        text = repr(display.table([{"method": "m1", "W2": 0.351, "wall": wall}, {"method": "m2", "W2": 0.2}],
+                                  index="method"))
+        for regex, replace in patterns:
+            text = re.sub(regex, replace, text)
+        return text
+
+    assert shown("9.2 s") == shown("12.3 s")
