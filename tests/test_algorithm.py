@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wvi.algorithm import Algorithm, DivergenceError, prepend, replicate, run, run_measured, seconds_per_step
+from wvi.algorithm import LOOPS, Algorithm, DivergenceError, prepend, replicate, run, run_measured, seconds_per_step
 
 
 def counter(rate):
@@ -64,11 +64,35 @@ def test_prepend():
 def test_compiled_scan_is_reused():
     algo = counter(0.5)
     run(jax.random.key(0), algo, algo.init(jnp.ones(2)), 3)
-    from wvi.algorithm import _scan
-
-    before = _scan._cache_size()
+    programs = dict(algo.step._wvi_compiled)
+    assert len(programs) == 1
+    (program,) = programs.values()
+    before = program._cache_size()
     run(jax.random.key(1), algo, algo.init(jnp.ones(2)), 3)
-    assert _scan._cache_size() == before
+    assert algo.step._wvi_compiled == programs and program._cache_size() == before
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_finished_run_does_not_keep_its_step_alive(loop):
+    # No hidden state: the compiled program is cached on the step, so the step (and the data its closure holds, a
+    # training set on the device, say) is freed with the algorithm; a module-level cache kept the last 32 alive.
+    import gc
+    import weakref
+
+    def make():
+        data = jnp.arange(1000.0)  # what a trainer's closure holds: its training set
+
+        def step(key, state):
+            return state + 0.0 * data.sum(), state
+
+        return Algorithm(lambda x: x, step), weakref.ref(data), weakref.ref(step)
+
+    algo, data, step = make()
+    run(jax.random.key(0), algo, jnp.zeros(()), 3, loop=loop)
+    assert data() is not None and step() is not None
+    del algo
+    gc.collect()
+    assert step() is None and data() is None
 
 
 def test_seconds_per_step_is_positive_and_checks_its_argument():

@@ -224,3 +224,24 @@ def test_sequential_replicas_and_python_loop_match_vmap_and_scan():
         np.testing.assert_allclose(got.q.mean[0]["w"], ref.q.mean[0]["w"], rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="unknown replicas 'pmap'"):
         nn.train(jax.random.key(2), trainer, state, 30, num_replicas=2, replicas="pmap")
+
+
+@pytest.mark.parametrize("replicas", ["vmap", "sequential"])
+def test_a_finished_training_run_frees_its_training_set(replicas):
+    # No hidden state (issue "One shape for every algorithm"): the replicated steps and their compiled programs are
+    # kept on the trainer's step, so the training set its closure holds is freed with the trainer, not pinned on the
+    # device by a module-level cache until 32 later runs push it out.
+    import gc
+    import weakref
+
+    x = jax.random.normal(jax.random.key(0), (64, 2))
+    y = (x[:, 0] > 0).astype(jnp.int32)
+    trainer = nn.vi_trainer(partial(nn.mlp_apply, activation="relu"), x, y, prior_std=1.0, learning_rate=0.05,
+                            batch_size=16)
+    qs = jax.vmap(lambda k: nn.meanfield(nn.mlp_he_init(k, [2, 8, 2]), 0.01))(jax.random.split(jax.random.key(1), 2))
+    state, _ = nn.train(jax.random.key(2), trainer, jax.vmap(trainer.init)(qs), 10, num_replicas=2, chunk=5,
+                        replicas=replicas)
+    data, step = weakref.ref(x), weakref.ref(trainer.step)
+    del trainer, x, y
+    gc.collect()
+    assert step() is None and data() is None

@@ -11,7 +11,8 @@ independent copies side by side with `vmap`; `prepend` puts the starting point i
 """
 from __future__ import annotations
 
-from functools import lru_cache, partial
+import types
+from functools import partial
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -50,11 +51,36 @@ def _first_bad_field(state, info) -> str:
     return "state"
 
 
-@partial(jax.jit, static_argnames=("step", "num_steps", "trace_fn"))
+def compiled(step: Callable, key, make: Callable):
+    """`make()`, cached on the function object `step` under `key`, so that the cache lives and dies with the step.
+
+    A module-level cache (an `lru_cache`, or `jax.jit`'s cache of static arguments) would keep every finished run's
+    step alive, and with it the data its closure holds (a training set on the device). Steps that cannot carry
+    attributes (bound methods, builtins) are not cached: `make()` runs at every call."""
+    if isinstance(step, types.MethodType) or not isinstance(getattr(step, "__dict__", None), dict):
+        return make()
+    cache = step.__dict__.setdefault("_wvi_compiled", {})
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
+
+
 def _scan(key, state, step, num_steps, trace_fn):
     """Iterate `step`, tracing every state, and remember the first step (1-based) that produced a non-finite value.
-    Compiled once per (step, num_steps, trace_fn). The carry is one state (the state before a bad step is
-    recomputed by `_replay` only when a run diverged)."""
+    Compiled once per (step, num_steps, trace_fn), the program cached on `step` (`compiled`). The carry is one
+    state (the state before a bad step is recomputed by `_replay` only when a run diverged)."""
+    def make():
+        # a closure, not a functools.partial: jit keeps the signature of what it compiles in a global cache, and a
+        # partial's signature holds `step` as a default value
+        def program(key, state):
+            return _scan_body(key, state, step, num_steps, trace_fn)
+
+        return jax.jit(program)
+
+    return compiled(step, ("scan", num_steps, trace_fn), make)(key, state)
+
+
+def _scan_body(key, state, step, num_steps, trace_fn):
 
     def body(carry, k):
         state, first_bad, n = carry
@@ -69,23 +95,22 @@ def _scan(key, state, step, num_steps, trace_fn):
     return final, first_bad, keys, trace
 
 
-@partial(jax.jit, static_argnames=("step",))
 def _replay(keys, state, step):
     """The state after the steps of `keys`, without a trace (the same iteration as `_scan`)."""
-    return jax.lax.scan(lambda s, k: (step(k, s)[0], None), state, keys)[0]
+    program = jax.jit(lambda keys, state: jax.lax.scan(lambda s, k: (step(k, s)[0], None), state, keys)[0])
+    return program(keys, state)
 
 
 def _state_and_info(state, info):
     return state, info
 
 
-@lru_cache(maxsize=32)
 def _jitted_step(step, trace_fn):
     def one(key, state):
         new_state, info = step(key, state)
         return new_state, trace_fn(new_state, info), _all_finite(new_state) & _all_finite(info)
 
-    return jax.jit(one)
+    return compiled(step, ("python", trace_fn), lambda: jax.jit(one))
 
 
 def _python_loop(key, state, step, num_steps, trace_fn):

@@ -14,7 +14,7 @@ predictive with S samples. Chapter: Part V, "Permutation symmetries of VI soluti
 """
 from __future__ import annotations
 
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
@@ -473,23 +473,21 @@ def train(key, trainer: algorithm.Algorithm, state, num_steps: int, num_replicas
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *finals), np.stack(losses, axis=1)
 
 
-@lru_cache(maxsize=32)
 def _vmapped_step(step, num_replicas: int):
-    """All replicas' step under vmap, one key each (one object per (step, replicas): compiled once, reused by
-    later calls of `train`)."""
+    """All replicas' step under vmap, one key each (one object per (step, replicas), kept on `step` by
+    `algorithm.compiled`: compiled once, reused by later calls of `train`, freed with the trainer)."""
     def all_replicas(key, state):
         return jax.vmap(step)(jax.random.split(key, num_replicas), state)
 
-    return all_replicas
+    return algorithm.compiled(step, ("vmap", num_replicas), lambda: all_replicas)
 
 
-@lru_cache(maxsize=32)
 def _replica_step(step, num_replicas: int, index: int):
-    """Replica `index`'s step with the key it gets under vmap (one object per (step, replica): compiled once)."""
+    """Replica `index`'s step with the key it gets under vmap (one object per (step, replica), kept on `step`)."""
     def one(key, state):
         return step(jax.random.split(key, num_replicas)[index], state)
 
-    return one
+    return algorithm.compiled(step, ("replica", num_replicas, index), lambda: one)
 
 
 def _loss_only(state, info):
