@@ -12,7 +12,6 @@ independent copies side by side with `vmap`; `prepend` puts the starting point i
 from __future__ import annotations
 
 import types
-from functools import partial
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax

@@ -342,9 +342,11 @@ def align(q0, q1, spec: PermutationSpec, cost: str = "wasserstein", key=None, ma
     Coordinate descent: in each sweep, visit the permutations in a random order (from `key`; default PRNGKey(0);
     or the names `order(k)` lists for sweep k) and replace each by the solution of its linear assignment problem
     when that improves the objective by more than `tol` (a guard against rounding; with float32 products, by more
-    than 10 float32 epsilons of the magnitude of the matrix entries it changes, their own rounding). Stopping rule: the first sweep
-    in which no permutation changes ends the run (`converged`: the exact fixed point of the coordinate descent);
-    with `rtol` > 0, also a sweep that raised the objective by at most `rtol`·|objective|; at most `max_sweeps`.
+    than 10 float32 epsilons of the magnitude of the matrix entries it changes, their own rounding).
+
+    Stopping rule: the first sweep in which no permutation changes ends the run (`converged`: the exact fixed point
+    of the coordinate descent); with `rtol` > 0, also a sweep that raised the objective by at most `rtol` times its
+    absolute value; at most `max_sweeps` sweeps.
     Every update maximises the objective over one permutation with the others fixed, so `objectives` never
     decreases.
 
