@@ -184,6 +184,11 @@ def test_fig_a13_toy_without_ties():
 
 # --- the fast coordinate descent (issue 22): skipped assignments, rank-k term updates, stopping rule ---------------
 
+def _rows(x, axis):
+    """x with `axis` first, flattened to (n, K)."""
+    return np.moveaxis(x, axis, 0).reshape(x.shape[axis], -1)
+
+
 def _reference_align(q0, q1, spec, cost, key, max_sweeps=100, tol=1e-12):
     """Algorithm 1 written plainly: every visit recomputes its assignment matrix from the permuted parameters and
     solves it (no cache, no skipping, no rank updates); the oracle the fast `align` must match."""
@@ -200,14 +205,14 @@ def _reference_align(q0, q1, spec, cost, key, max_sweeps=100, tol=1e-12):
             a = 0.0
             for leaf, axis in spec.perm_to_axes[p]:
                 pm = align._permute_leaves({leaf: m1[leaf]}, spec, perms, skip=(leaf, axis))[leaf]
-                a0, a1 = align._rows(m0[leaf], axis), align._rows(pm, axis)
+                a0, a1 = _rows(m0[leaf], axis), _rows(pm, axis)
                 if cost == "mean":
                     a = a + a0 @ a1.T
                 elif cost == "wasserstein":
                     ps = align._permute_leaves({leaf: s1[leaf]}, spec, perms, skip=(leaf, axis))[leaf]
-                    a = a + a0 @ a1.T + align._rows(s0[leaf], axis) @ align._rows(ps, axis).T
+                    a = a + a0 @ a1.T + _rows(s0[leaf], axis) @ _rows(ps, axis).T
                 else:
-                    w = 1.0 / align._rows(s0[leaf], axis) ** 2
+                    w = 1.0 / _rows(s0[leaf], axis) ** 2
                     a = a + (2 * a0 * w) @ a1.T - w @ (a1 ** 2).T
             cols = linear_sum_assignment(a, maximize=True)[1]
             if a[np.arange(len(cols)), cols].sum() > a[np.arange(len(cols)), perms[p]].sum() + tol:

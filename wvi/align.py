@@ -25,7 +25,7 @@ Chapters: Part V, "Permutation symmetries of VI solutions" (derivation) and the 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
 import numpy as np
@@ -230,10 +230,6 @@ def _arrays(q, cost: str, name: str, dtype=np.float64) -> tuple[dict, Optional[d
     return {k: np.asarray(v, dtype) for k, v in leaves_by_path(q).items()}, None
 
 
-def _rows(x, axis):
-    return np.moveaxis(x, axis, 0).reshape(x.shape[axis], -1)
-
-
 def _objective(m0, s0, m1p, s1p, cost) -> float:
     """The maximised objective at q1's current permutation (m1p, s1p already permuted), in float64."""
     total = 0.0
@@ -256,14 +252,6 @@ def _stack(parts: list, axis: int, dtype) -> np.ndarray:
     for c, x in enumerate(parts):
         out[c] = np.moveaxis(x, axis, -1)
     return out.reshape(-1, shape[axis])
-
-
-def _permuted(x: np.ndarray, leaf: str, spec: PermutationSpec, perms: dict) -> np.ndarray:
-    """P#x for one leaf, every permuted axis at once (one gather)."""
-    axes = spec.axes_to_perm[leaf]
-    if all(p is None for p in axes):
-        return x
-    return x[np.ix_(*(np.arange(d) if p is None else perms[p] for d, p in zip(x.shape, axes)))]
 
 
 class _Term:
@@ -385,13 +373,11 @@ def align(q0, q1, spec: PermutationSpec, cost: str = "wasserstein", key=None, ma
     _check_perms(spec, q0, perms)
     names = sorted(sizes)
 
-    def current_objective():
-        if all(np.array_equal(v, np.arange(len(v))) for v in perms.values()):
-            return _objective(m0, s0, m1, s1, cost)
-        permuted = lambda leaves: None if leaves is None else {k: _permuted(x, k, spec, perms) for k, x in leaves.items()}
-        return _objective(m0, s0, permuted(m1), permuted(s1), cost)
-
-    objectives = [current_objective()]
+    if init_perms is None:  # the identity: q1 as it is
+        objectives = [_objective(m0, s0, m1, s1, cost)]
+    else:
+        objectives = [_objective(m0, s0, _permute_leaves(m1, spec, perms),
+                                 None if s1 is None else _permute_leaves(s1, spec, perms), cost)]
     terms = {p: [_Term(leaf, axis, spec, m0, s0, m1, s1, cost, xp, dtype) for leaf, axis in spec.perm_to_axes[p]]
              for p in names}
     # dependents[p]: the permutations whose assignment matrices change when p does (they share a leaf with p)
