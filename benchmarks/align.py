@@ -44,9 +44,10 @@ from pathlib import Path  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+import optax  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
 
-from wvi import align, nn  # noqa: E402
+from wvi import algorithm, align, bnn, networks  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 
@@ -108,7 +109,7 @@ def random_q(key, init):
     leaves, tree = jax.tree_util.tree_flatten(mean)
     keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
     std = jax.tree_util.tree_unflatten(tree, [0.02 * jnp.exp(0.5 * jax.random.normal(k, jnp.shape(m))) for k, m in zip(keys, leaves)])
-    return nn.meanfield(mean, std)
+    return bnn.meanfield(mean, std)
 
 
 def timed(fn, repeats=1):
@@ -166,19 +167,19 @@ def trained_pairs():
     pairs = {}
     for width in (128, 512):
         x, y = jnp.asarray(digits.x_train), jnp.asarray(digits.y_train)
-        trainer = nn.vi_trainer(lambda p, xb: nn.mlp_apply(p, xb, activation="relu"), x, y, prior_std=0.3,
-                                learning_rate=0.1, batch_size=128)
-        init = jax.vmap(lambda k: nn.meanfield(nn.mlp_he_init(k, [64, width, width, width, 10]), 0.01))(
+        trainer = bnn.meanfield_vi(lambda p, xb: networks.mlp_apply(p, xb, activation="relu"), x, y, prior_std=0.3,
+                                optimizer=optax.sgd(0.1, momentum=0.9), batch_size=128)
+        init = jax.vmap(lambda k: bnn.meanfield(networks.mlp_he_init(k, [64, width, width, width, 10]), 0.01))(
             jax.random.split(jax.random.key(0), 2))
-        state, _ = nn.train(jax.random.key(1), trainer, jax.vmap(trainer.init)(init), 3_000, num_replicas=2, chunk=1_000)
-        pairs[f"digits MLP 3x{width}"] = ("mlp", (nn.replica(state.q, 0), nn.replica(state.q, 1)))
+        state, _ = algorithm.run(jax.random.key(1), trainer, jax.vmap(trainer.init)(init), 3_000, trace_fn=algorithm.trace_loss, num_replicas=2, chunk=1_000)
+        pairs[f"digits MLP 3x{width}"] = ("mlp", (algorithm.replica(state.q, 0), algorithm.replica(state.q, 1)))
         print(f"trained the digits MLP pair, width {width}", flush=True)
     images = data.digits(images=True)
     x, y = jnp.asarray(images.x_train), jnp.asarray(images.y_train)
-    trainer = nn.vi_trainer(nn.resnet20_apply, x, y, prior_std=0.6, learning_rate=0.05, batch_size=32)
-    init = jax.vmap(lambda k: nn.meanfield(nn.resnet20_init(k, 10, 1, 1, "frn"), 0.01))(jax.random.split(jax.random.key(0), 2))
-    state, _ = nn.train(jax.random.key(1), trainer, jax.vmap(trainer.init)(init), 600, num_replicas=2, chunk=600, loop="python")
-    pairs["digits ResNet20 x1"] = ("resnet", (nn.replica(state.q, 0), nn.replica(state.q, 1)))
+    trainer = bnn.meanfield_vi(networks.resnet20_apply, x, y, prior_std=0.6, optimizer=optax.sgd(0.05, momentum=0.9), batch_size=32)
+    init = jax.vmap(lambda k: bnn.meanfield(networks.resnet20_init(k, 10, 1, 1, "frn"), 0.01))(jax.random.split(jax.random.key(0), 2))
+    state, _ = algorithm.run(jax.random.key(1), trainer, jax.vmap(trainer.init)(init), 600, trace_fn=algorithm.trace_loss, num_replicas=2, chunk=600, loop="python")
+    pairs["digits ResNet20 x1"] = ("resnet", (algorithm.replica(state.q, 0), algorithm.replica(state.q, 1)))
     print("trained the digits ResNet20-FRN x1 pair", flush=True)
     pairs = {k: (kind, jax.tree_util.tree_map(np.asarray, qs)) for k, (kind, qs) in pairs.items()}
     path.write_bytes(pickle.dumps(pairs))
@@ -195,8 +196,8 @@ def main():
           f"{'3 runs' if args.quick else '1 run (3 for problems under 2 s)'}; ratio: Git Re-Basin time / wvi time; "
           "sw: sweeps; Δobj rel: (wvi − Git Re-Basin) / |Git Re-Basin| of the objective reached")
     header()
-    mlp = lambda w: (lambda k: nn.mlp_he_init(k, [784, w, w, w, 10]))
-    resnet = lambda m: (lambda k: nn.resnet20_init(k, 10, 3, m))
+    mlp = lambda w: (lambda k: networks.mlp_he_init(k, [784, w, w, w, 10]))
+    resnet = lambda m: (lambda k: networks.resnet20_init(k, 10, 3, m))
     problems = [(f"MLP 3x{w}", mlp(w), align.mlp_spec) for w in ((512,) if args.quick else (512, 1024, 2048))]
     problems += [(f"ResNet20-FRN x{m}", resnet(m), align.resnet20_spec) for m in ((4,) if args.quick else (4, 8))]
     warm = random_q(jax.random.key(0), mlp(32))

@@ -3,7 +3,7 @@
 
 Baseline (named, measured in the same run): NumPy, float64, one vectorised update per step in a Python loop:
     x = m + z Sᵀ,  g = ∇log p(x) + S⁻ᵀ z  (= ∇log p - ∇log q),  m ← m + η·mean(g),  S ← S + η·mean(g zᵀ).
-wvi: `wvi.bbvi.build(..., optax.sgd(η), estimator="path")`, float64, timed two ways: the jitted `step` called from
+wvi: `wvi.bbvi.bbvi(..., optax.sgd(η), estimator="path")`, float64, timed two ways: the jitted `step` called from
 a Python loop, and `wvi.algorithm.run` (all steps in one `lax.scan`). Targets: N(0, Σp) in d = 2 and d = 100.
 Before timing, one step of each on shared noise is checked to agree to 1e-10.
 
@@ -44,7 +44,7 @@ def loss_only(state, info):
 def bench(d, steps, num_samples, eta=1e-3):
     precision, m0, S0 = problem(d)
     log_p = lambda x: -0.5 * x @ jnp.asarray(precision) @ x  # noqa: E731
-    algorithm = bbvi.build(log_p, optax.sgd(eta), num_samples, "path")
+    algorithm = bbvi.bbvi(log_p, optax.sgd(eta), num_samples, "path")
     state0 = algorithm.init(G.Gaussian(jnp.asarray(m0), jnp.asarray(S0)))
     step = jax.jit(algorithm.step)
 

@@ -3,7 +3,7 @@
 
 Problem: Part IV's toy regression (90 points, MLPs 1-10-10-1, tanh), DE and DLE updates, float32.
 Baseline (named, measured in the same run): the same update for one member, jitted, called once per member in a
-Python loop (what training an ensemble "one network at a time" costs). wvi: `wvi.ensembles.build(...).step`, which
+Python loop (what training an ensemble "one network at a time" costs). wvi: `wvi.ensembles.ensemble(...).step`, which
 updates all members in one vmapped program, timed two ways: the jitted step called from a Python loop, and
 `wvi.algorithm.run` (all steps in one `lax.scan`). Before timing, one DE step of both is checked to agree.
 
@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from wvi import data, ensembles, nn
+from wvi import data, ensembles, networks
 from wvi.algorithm import run
 from timing import best_rate, python_loop
 
@@ -34,8 +34,8 @@ def main():
 
     x, y = data.toy_regression(0)
     inputs, targets = jnp.asarray((x - 3.5) / 2), jnp.asarray(y)
-    loss = lambda p: jnp.sum((targets - nn.mlp_apply(p, inputs)[:, 0]) ** 2) / (2 * 0.25**2)  # noqa: E731
-    members = jax.vmap(lambda k: nn.mlp_init(k, SIZES))(jax.random.split(jax.random.key(0), args.members))
+    loss = lambda p: jnp.sum((targets - networks.mlp_apply(p, inputs)[:, 0]) ** 2) / (2 * 0.25**2)  # noqa: E731
+    members = jax.vmap(lambda k: networks.mlp_init(k, SIZES))(jax.random.split(jax.random.key(0), args.members))
     eta = 1e-4
     print(f"device: {jax.devices()[0].device_kind}; {args.members} members of {SIZES}, {args.steps} steps, float32")
 
@@ -51,7 +51,7 @@ def main():
     one = [jax.tree_util.tree_map(lambda a: a[i], members) for i in range(args.members)]
     states = [optimizer.init(p) for p in one]
 
-    de = ensembles.build(loss, "de", eta)
+    de = ensembles.ensemble(loss, "de", eta)
     state0 = de.init(members)
     vmapped, _ = jax.jit(de.step)(jax.random.key(1), state0)
     looped = [member_step(p, s)[0] for p, s in zip(one, states)]
@@ -68,7 +68,7 @@ def main():
     baseline = best_rate(loop_members, args.steps, repeats=1)
     print(f"{'baseline: Python loop over members (DE)':52s} {baseline:10.1f} steps/s   1.00×")
     for name, kwargs in (("de", {}), ("dle", dict(lam2=1.0))):
-        algorithm = ensembles.build(loss, name, eta, **kwargs)
+        algorithm = ensembles.ensemble(loss, name, eta, **kwargs)
         state = algorithm.init(members)
         step = jax.jit(algorithm.step)
         loop = python_loop(step, state, jax.random.split(jax.random.key(2), args.steps))

@@ -3,8 +3,9 @@
 
 Problems: two mean-field VI replicas (Part V) on scikit-learn's 8×8 digits: the MLP 64-128-128-128-10 (ReLU,
 batch 128) and ResNet20-FRN ×1 on 8×8×1 images (batch 32), float32, one posterior sample per step.
-Baseline (named, measured in the same run): `wvi.nn.train(..., replicas="sequential")`, one replica after the
-other, each a `lax.scan` over its steps. wvi: `replicas="vmap"`, both replicas in one vmapped, scanned program.
+Baseline (named, measured in the same run): `wvi.algorithm.run(..., num_replicas=2, replicas="sequential")`, one
+replica after the other, each a `lax.scan` over its steps. wvi: `replicas="vmap"`, both replicas in one vmapped,
+scanned program.
 On CPU two more modes are timed, with each step a separately jitted call from Python (`loop="python"`): one
 replica at a time, and both vmapped. The ResNet chapter uses the vmapped one there, because XLA's CPU backend runs
 convolution gradients inside a compiled loop several times slower. All modes use the same keys; the first steps'
@@ -21,8 +22,9 @@ from functools import partial
 
 import jax
 import numpy as np
+import optax
 
-from wvi import data, nn
+from wvi import algorithm, bnn, data, networks
 
 MODES = {"one at a time (baseline)": dict(replicas="sequential", loop="scan"),
          "vmapped (wvi)": dict(replicas="vmap", loop="scan"),
@@ -35,9 +37,9 @@ def measure(label, trainer, init, steps, batch, modes):
     rates, first = {}, {}
     for mode in modes:
         kwargs = MODES[mode]
-        nn.train(jax.random.key(1), trainer, state, steps, num_replicas=2, chunk=steps, **kwargs)  # compile
+        algorithm.run(jax.random.key(1), trainer, state, steps, trace_fn=algorithm.trace_loss, num_replicas=2, chunk=steps, **kwargs)  # compile
         start = time.perf_counter()
-        out, losses = nn.train(jax.random.key(1), trainer, state, steps, num_replicas=2, chunk=steps, **kwargs)
+        out, losses = algorithm.run(jax.random.key(1), trainer, state, steps, trace_fn=algorithm.trace_loss, num_replicas=2, chunk=steps, **kwargs)
         jax.block_until_ready(out)
         rates[mode] = steps * batch / (time.perf_counter() - start)
         first[mode] = losses[:3]
@@ -59,14 +61,14 @@ def main():
     print(f"{'problem':<26}" + "".join(f"{m:>30}" for m in modes))
 
     flat = data.digits()
-    apply = partial(nn.mlp_apply, activation="relu")
-    trainer = nn.vi_trainer(apply, flat.x_train, flat.y_train, prior_std=0.3, learning_rate=0.1, batch_size=128)
-    init = jax.vmap(lambda k: nn.meanfield(nn.mlp_he_init(k, [64, 128, 128, 128, 10]), 0.01))(jax.random.split(jax.random.key(0), 2))
+    apply = partial(networks.mlp_apply, activation="relu")
+    trainer = bnn.meanfield_vi(apply, flat.x_train, flat.y_train, prior_std=0.3, optimizer=optax.sgd(0.1, momentum=0.9), batch_size=128)
+    init = jax.vmap(lambda k: bnn.meanfield(networks.mlp_he_init(k, [64, 128, 128, 128, 10]), 0.01))(jax.random.split(jax.random.key(0), 2))
     measure("MLP 3x128, batch 128", trainer, init, args.mlp_steps, 128, modes)
 
     images = data.digits(images=True)
-    trainer = nn.vi_trainer(nn.resnet20_apply, images.x_train, images.y_train, prior_std=0.3, learning_rate=0.05, batch_size=32)
-    init = jax.vmap(lambda k: nn.meanfield(nn.resnet20_init(k, 10, 1, 1, "frn"), 0.01))(jax.random.split(jax.random.key(0), 2))
+    trainer = bnn.meanfield_vi(networks.resnet20_apply, images.x_train, images.y_train, prior_std=0.3, optimizer=optax.sgd(0.05, momentum=0.9), batch_size=32)
+    init = jax.vmap(lambda k: bnn.meanfield(networks.resnet20_init(k, 10, 1, 1, "frn"), 0.01))(jax.random.split(jax.random.key(0), 2))
     measure("ResNet20-FRN x1, batch 32", trainer, init, args.resnet_steps, 32, modes)
 
 

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wvi.algorithm import LOOPS, Algorithm, DivergenceError, prepend, replicate, run, run_measured, seconds_per_step
+from wvi.algorithm import LOOPS, Algorithm, DivergenceError, Measured, prepend, replicate, run, seconds_per_step
 
 
 def counter(rate):
@@ -124,16 +124,44 @@ def test_python_loop_matches_scan_and_reports_divergence():
         algorithm.run(jax.random.key(0), algo, jnp.ones(3), 5, loop="while")
 
 
-def test_run_measured_measures_every_chunk_and_matches_its_own_rerun():
+def test_measure_every_chunk_and_the_same_keys_as_a_traced_chunked_run():
     algo = counter(0.5)
-    final, steps, norms = run_measured(jax.random.key(0), algo, algo.init(jnp.ones(3)), 12, 4,
-                                       lambda x: float(jnp.linalg.norm(x)))
-    assert list(steps) == [0, 4, 8, 12] and len(norms) == 4
-    assert norms[0] == pytest.approx(np.sqrt(3)) and norms[-1] == pytest.approx(float(jnp.linalg.norm(final)))
-    again, _, _ = run_measured(jax.random.key(0), algo, algo.init(jnp.ones(3)), 12, 4, lambda x: None)
-    assert jnp.array_equal(final, again)
-    with pytest.raises(ValueError, match="every must be a positive integer dividing num_steps=12"):
-        run_measured(jax.random.key(0), algo, algo.init(jnp.ones(3)), 12, 5, lambda x: None)
+    final, curve = run(jax.random.key(0), algo, algo.init(jnp.ones(3)), 12, chunk=4,
+                       measure=lambda x: float(jnp.linalg.norm(x)))
+    assert isinstance(curve, Measured) and list(curve.steps) == [0, 4, 8, 12] and len(curve.values) == 4
+    assert curve.values[0] == pytest.approx(np.sqrt(3))
+    assert curve.seconds[0] == 0 and np.all(np.diff(curve.seconds) > 0)
+    assert curve.values[-1] == pytest.approx(float(jnp.linalg.norm(final)))
+    traced, states = run(jax.random.key(0), algo, algo.init(jnp.ones(3)), 12, chunk=4, trace_fn=lambda s, i: s)
+    # the same keys; the two compiled programs may round differently in the last bit
+    assert states.shape == (12, 3) and jnp.array_equal(states[-1], traced)
+    np.testing.assert_allclose(traced, final, rtol=1e-12)
+    # a last chunk shorter than the others
+    short, curve = run(jax.random.key(0), algo, algo.init(jnp.ones(3)), 10, chunk=4, measure=lambda x: None)
+    assert list(curve.steps) == [0, 4, 8, 10]
+    with pytest.raises(ValueError, match="measure is called after every chunk: give chunk too"):
+        run(jax.random.key(0), algo, algo.init(jnp.ones(3)), 12, measure=lambda x: None)
+    with pytest.raises(ValueError, match="either trace_fn .* or measure"):
+        run(jax.random.key(0), algo, algo.init(jnp.ones(3)), 12, chunk=4, measure=lambda x: None,
+            trace_fn=lambda s, i: s)
+    with pytest.raises(ValueError, match="chunk must be a positive integer; got 0"):
+        run(jax.random.key(0), algo, algo.init(jnp.ones(3)), 12, chunk=0)
     with pytest.raises(DivergenceError, match="diverged at step [0-9]+ of 12"):
         bad = counter(1e200)
-        run_measured(jax.random.key(0), bad, bad.init(jnp.ones(3)), 12, 4, lambda x: None)
+        run(jax.random.key(0), bad, bad.init(jnp.ones(3)), 12, chunk=4, measure=lambda x: None)
+
+
+def test_replicas_vmapped_and_sequential_agree_and_match_replicate():
+    algo = counter(0.5)
+    start = jnp.stack([jnp.ones(3), 2 * jnp.ones(3)])
+    vmapped, trace = run(jax.random.key(0), algo, start, 9, trace_fn=lambda s, i: s, chunk=4, num_replicas=2)
+    sequential, trace_seq = run(jax.random.key(0), algo, start, 9, trace_fn=lambda s, i: s, chunk=4, num_replicas=2,
+                                replicas="sequential")
+    assert trace.shape == trace_seq.shape == (9, 2, 3)
+    np.testing.assert_allclose(vmapped, sequential, rtol=1e-6)
+    again, _ = run(jax.random.key(0), replicate(algo, 2), start, 9, chunk=4)
+    assert jnp.array_equal(again, vmapped)
+    # the replicas' measurements stack along a leading axis in sequential mode, as vmap gives them
+    _, curve = run(jax.random.key(0), algo, start, 8, chunk=4, num_replicas=2, replicas="sequential",
+                   measure=lambda s: np.asarray(s[:, 0]) if s.ndim == 2 else np.asarray(s[0]))
+    assert list(curve.steps) == [0, 4, 8] and np.shape(curve.values[-1]) == (2,)

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wvi import align, nn
+from wvi import align, bnn, networks
 
 
 def _f32(tree):
@@ -18,38 +18,38 @@ def _inverse_ok(planted, found):
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_permuted_mlp_computes_the_same_function_in_float32(activation):
-    params = _f32(nn.mlp_he_init(jax.random.key(0), [20, 64, 32, 48, 5]))
+    params = _f32(networks.mlp_he_init(jax.random.key(0), [20, 64, 32, 48, 5]))
     spec = align.mlp_spec(params)
     perms = align.random_perms(jax.random.key(1), spec, params)
     assert not all(np.array_equal(p, np.arange(len(p))) for p in perms.values())
     x = jax.random.normal(jax.random.key(2), (16, 20), jnp.float32)
-    out, out_p = nn.mlp_apply(params, x, activation), nn.mlp_apply(align.permute(params, spec, perms), x, activation)
+    out, out_p = networks.mlp_apply(params, x, activation), networks.mlp_apply(align.permute(params, spec, perms), x, activation)
     assert out.dtype == jnp.float32
     np.testing.assert_allclose(out_p, out, atol=1e-5)
 
 
 @pytest.mark.parametrize("norm", ["frn", "layernorm"])
 def test_permuted_resnet20_computes_the_same_function_in_float32(norm):
-    params = _f32(nn.resnet20_init(jax.random.key(0), num_classes=10, in_channels=3, width=1, norm=norm))
+    params = _f32(networks.resnet20_init(jax.random.key(0), num_classes=10, in_channels=3, width=1, norm=norm))
     spec = align.resnet20_spec(params)
     sizes = align.check_spec(spec, params)
     assert sizes["res0"] == 16 and sizes["res2"] == 64 and len(sizes) == 3 + 9
     perms = align.random_perms(jax.random.key(1), spec, params)
     x = jax.random.normal(jax.random.key(2), (4, 12, 12, 3), jnp.float32)
-    out, out_p = nn.resnet20_apply(params, x), nn.resnet20_apply(align.permute(params, spec, perms), x)
+    out, out_p = networks.resnet20_apply(params, x), networks.resnet20_apply(align.permute(params, spec, perms), x)
     np.testing.assert_allclose(out_p, out, atol=1e-5)
     # and permuting only the residual stream of group 1 is a real change to the parameters
     assert not np.allclose(align.permute(params, spec, perms)["blocks"][4]["conv2"], params["blocks"][4]["conv2"])
 
 
 def test_permute_acts_on_means_and_stds_alike():
-    mean = nn.mlp_he_init(jax.random.key(0), [3, 6, 2])
+    mean = networks.mlp_he_init(jax.random.key(0), [3, 6, 2])
     std = jax.tree_util.tree_map(lambda a: 0.1 + jnp.abs(a), mean)
-    q = nn.meanfield(mean, std)
+    q = bnn.meanfield(mean, std)
     spec = align.mlp_spec(mean)
     perms = align.random_perms(jax.random.key(1), spec, mean)
     qp = align.permute(q, spec, perms)
-    assert isinstance(qp, nn.MeanField)
+    assert isinstance(qp, bnn.MeanField)
     np.testing.assert_allclose(qp.mean[0]["w"], mean[0]["w"][:, perms["P0"]])
     np.testing.assert_allclose(qp.std[0]["w"], std[0]["w"][:, perms["P0"]])
     np.testing.assert_allclose(qp.std[1]["w"], std[1]["w"][perms["P0"], :])
@@ -58,14 +58,14 @@ def test_permute_acts_on_means_and_stds_alike():
 def _planted(key, sizes, noise, std_spread=True):
     """A random mean-field network q0 and a permuted, slightly perturbed copy q1."""
     k0, k1, k2, k3 = jax.random.split(key, 4)
-    mean = nn.mlp_he_init(k0, sizes)
+    mean = networks.mlp_he_init(k0, sizes)
     std = jax.tree_util.tree_map(lambda a, k: 0.05 * jnp.exp(0.5 * jax.random.normal(k, a.shape)) if std_spread else 0.05 + 0 * a,
                                  mean, _keys_like(k1, mean))
-    q0 = nn.meanfield(mean, std)
+    q0 = bnn.meanfield(mean, std)
     spec = align.mlp_spec(mean)
     perms = align.random_perms(k2, spec, mean)
     noisy = jax.tree_util.tree_map(lambda a, k: a + noise * jax.random.normal(k, a.shape), mean, _keys_like(k3, mean))
-    return q0, align.permute(nn.MeanField(noisy, q0.log_std), spec, perms), spec, perms
+    return q0, align.permute(bnn.MeanField(noisy, q0.log_std), spec, perms), spec, perms
 
 
 def _keys_like(key, tree):
@@ -86,20 +86,20 @@ def test_align_recovers_a_planted_permutation(cost):
 
 
 def test_align_recovers_a_planted_resnet_permutation_with_the_wasserstein_cost():
-    mean = nn.resnet20_init(jax.random.key(0), num_classes=3, in_channels=1, width=1)
-    q0 = nn.meanfield(mean, 0.02)
+    mean = networks.resnet20_init(jax.random.key(0), num_classes=3, in_channels=1, width=1)
+    q0 = bnn.meanfield(mean, 0.02)
     spec = align.resnet20_spec(mean)
     planted = align.random_perms(jax.random.key(1), spec, mean)
     noisy = jax.tree_util.tree_map(lambda a, k: a + 1e-3 * jax.random.normal(k, a.shape), mean, _keys_like(jax.random.key(2), mean))
-    q1 = align.permute(nn.MeanField(noisy, q0.log_std), spec, planted)
+    q1 = align.permute(bnn.MeanField(noisy, q0.log_std), spec, planted)
     result = align.align(q0, q1, spec, key=jax.random.key(5))
     assert _inverse_ok(planted, result.perms)
 
 
 def test_only_the_wasserstein_cost_sees_permuted_standard_deviations():
     # Fig. A13 of Rossi et al.: two Gaussians on one 2-unit layer, mirror images about the diagonal with equal means.
-    q0 = nn.meanfield({"w": jnp.array([1.0, 1.0])}, {"w": jnp.array([1.0, 0.2])})
-    q1 = nn.meanfield({"w": jnp.array([1.0, 1.0])}, {"w": jnp.array([0.2, 1.0])})
+    q0 = bnn.meanfield({"w": jnp.array([1.0, 1.0])}, {"w": jnp.array([1.0, 0.2])})
+    q1 = bnn.meanfield({"w": jnp.array([1.0, 1.0])}, {"w": jnp.array([0.2, 1.0])})
     spec = align.permutation_spec({"['w']": ("P",)})
     assert align.align(q0, q1, spec, cost="kl").perms["P"].tolist() == [0, 1]
     assert align.align(q0, q1, spec, cost="mean").perms["P"].tolist() == [0, 1]
@@ -121,12 +121,12 @@ def test_objective_is_the_wasserstein_distance_it_minimises():
 
 
 def test_specs_that_do_not_fit_name_the_leaf():
-    params = nn.mlp_he_init(jax.random.key(0), [3, 4, 2])
+    params = networks.mlp_he_init(jax.random.key(0), [3, 4, 2])
     spec = align.mlp_spec(params)
     missing = align.permutation_spec({k: v for k, v in spec.axes_to_perm.items() if k != "[1]['b']"})
     with pytest.raises(ValueError, match=r"no entry for leaf \[1\]\['b'\]"):
         align.check_spec(missing, params)
-    wrong = align.mlp_spec(nn.mlp_he_init(jax.random.key(0), [3, 5, 2]))  # hidden width 5, not 4
+    wrong = align.mlp_spec(networks.mlp_he_init(jax.random.key(0), [3, 5, 2]))  # hidden width 5, not 4
     bad = jax.tree_util.tree_map(lambda a: a, params)
     bad[0]["b"] = jnp.zeros(5)
     with pytest.raises(ValueError, match=r"permutation 'P0' acts on axis 0 of leaf \[0\]\['b'\] \(size 5\)"):
@@ -134,22 +134,22 @@ def test_specs_that_do_not_fit_name_the_leaf():
     with pytest.raises(ValueError, match=r"leaf \[0\]\['w'\], which has shape \(3, 4\)"):
         align.check_spec(align.permutation_spec({**spec.axes_to_perm, "[0]['w']": ("P0",)}), params)
     with pytest.raises(ValueError, match=r"names leaf \[2\]\['w'\]"):
-        align.check_spec(align.mlp_spec(nn.mlp_he_init(jax.random.key(0), [3, 4, 4, 2])), params)
+        align.check_spec(align.mlp_spec(networks.mlp_he_init(jax.random.key(0), [3, 4, 4, 2])), params)
     del wrong
 
 
 def test_bad_alignment_arguments():
-    params = nn.mlp_he_init(jax.random.key(0), [3, 4, 2])
-    q = nn.meanfield(params, 0.1)
+    params = networks.mlp_he_init(jax.random.key(0), [3, 4, 2])
+    q = bnn.meanfield(params, 0.1)
     spec = align.mlp_spec(params)
     with pytest.raises(ValueError, match="unknown cost 'w2'; expected one of 'wasserstein', 'mean', 'kl'"):
         align.align(q, q, spec, cost="w2")
-    with pytest.raises(ValueError, match="must be a wvi.nn.MeanField for cost 'wasserstein'"):
+    with pytest.raises(ValueError, match="must be a wvi.bnn.MeanField for cost 'wasserstein'"):
         align.align(params, params, spec)
     assert align.align(params, params, spec, cost="mean").sweeps == 1  # plain parameters: MAP weight matching
     with pytest.raises(ValueError, match=r"perms\['P0'\] must be a permutation of range\(4\)"):
         align.permute(params, spec, {"P0": np.array([0, 1, 1, 2])})
-    other = nn.meanfield(nn.mlp_he_init(jax.random.key(0), [3, 4, 3]), 0.1)
+    other = bnn.meanfield(networks.mlp_he_init(jax.random.key(0), [3, 4, 3]), 0.1)
     with pytest.raises(ValueError, match="same parameter structure and shapes"):
         align.align(q, other, spec)
 
@@ -171,8 +171,8 @@ def test_objective_never_decreases_across_sweeps(cost):
 def test_fig_a13_toy_without_ties():
     # Fig. A13 of Rossi et al. with the second unit's mean moved to 1.2 in both distributions (the symmetry chapter's
     # toy): the mean and KL costs strictly prefer the identity, the Wasserstein cost strictly prefers the swap.
-    q0 = nn.meanfield({"w": jnp.array([1.0, 1.2])}, {"w": jnp.array([1.0, 0.2])})
-    q1 = nn.meanfield({"w": jnp.array([1.0, 1.2])}, {"w": jnp.array([0.2, 1.0])})
+    q0 = bnn.meanfield({"w": jnp.array([1.0, 1.2])}, {"w": jnp.array([1.0, 0.2])})
+    q1 = bnn.meanfield({"w": jnp.array([1.0, 1.2])}, {"w": jnp.array([0.2, 1.0])})
     spec = align.permutation_spec({"['w']": ("P",)})
     for cost, expected in (("kl", [0, 1]), ("mean", [0, 1]), ("wasserstein", [1, 0])):
         result = align.align(q0, q1, spec, cost=cost)
@@ -226,18 +226,18 @@ def _hard_pair(key, make, noise=0.5):
     """A planted pair with large noise: several sweeps of real work."""
     k0, k1, k2 = jax.random.split(key, 3)
     mean = make(k0)
-    q0 = nn.meanfield(mean, jax.tree_util.tree_map(lambda a: 0.05 + 0 * a, mean))
+    q0 = bnn.meanfield(mean, jax.tree_util.tree_map(lambda a: 0.05 + 0 * a, mean))
     spec = align.resnet20_spec(mean) if isinstance(mean, dict) else align.mlp_spec(mean)
     noisy = jax.tree_util.tree_map(lambda a, k: a + noise * jax.random.normal(k, a.shape), mean, _keys_like(k1, mean))
     std = jax.tree_util.tree_map(lambda a, k: 0.05 * jnp.exp(0.5 * jax.random.normal(k, a.shape)), mean, _keys_like(k2, mean))
-    return q0, align.permute(nn.meanfield(noisy, std), spec, align.random_perms(k2, spec, mean)), spec
+    return q0, align.permute(bnn.meanfield(noisy, std), spec, align.random_perms(k2, spec, mean)), spec
 
 
 @pytest.mark.parametrize("cost", ["wasserstein", "mean", "kl"])
 @pytest.mark.parametrize("net", ["mlp", "resnet"])
 def test_fast_align_follows_the_plain_coordinate_descent(cost, net):
-    make = (lambda k: nn.mlp_he_init(k, [12, 40, 40, 40, 3])) if net == "mlp" else \
-        (lambda k: nn.resnet20_init(k, num_classes=3, in_channels=1, width=1))
+    make = (lambda k: networks.mlp_he_init(k, [12, 40, 40, 40, 3])) if net == "mlp" else \
+        (lambda k: networks.resnet20_init(k, num_classes=3, in_channels=1, width=1))
     q0, q1, spec = _hard_pair(jax.random.key(21), make)
     for order in range(2):
         key = jax.random.key(order)
@@ -250,7 +250,7 @@ def test_fast_align_follows_the_plain_coordinate_descent(cost, net):
 
 
 def test_term_rank_updates_equal_the_full_product():
-    q0, q1, spec = _hard_pair(jax.random.key(3), lambda k: nn.resnet20_init(k, num_classes=3, in_channels=1, width=1))
+    q0, q1, spec = _hard_pair(jax.random.key(3), lambda k: networks.resnet20_init(k, num_classes=3, in_channels=1, width=1))
     m0, s0 = align._arrays(q0, "wasserstein", "q0")
     m1, s1 = align._arrays(q1, "wasserstein", "q1")
     leaf, axis = "['blocks'][4]['conv1']", 3  # a conv kernel whose input channels carry another permutation
@@ -268,7 +268,7 @@ def test_term_rank_updates_equal_the_full_product():
 
 
 def test_stopping_rule_and_relative_tolerance():
-    q0, q1, spec = _hard_pair(jax.random.key(5), lambda k: nn.mlp_he_init(k, [12, 64, 64, 64, 3]), noise=1.0)
+    q0, q1, spec = _hard_pair(jax.random.key(5), lambda k: networks.mlp_he_init(k, [12, 64, 64, 64, 3]), noise=1.0)
     exact = align.align(q0, q1, spec, key=jax.random.key(1))
     assert exact.converged and len(exact.objectives) == exact.sweeps + 1
     assert np.all(np.diff(exact.objectives) >= -1e-9 * abs(exact.objectives[-1]))
@@ -292,7 +292,7 @@ def test_stopping_rule_and_relative_tolerance():
 
 
 def test_precision_products_solver_and_order_options():
-    q0, q1, spec = _hard_pair(jax.random.key(8), lambda k: nn.mlp_he_init(k, [12, 48, 48, 3]))
+    q0, q1, spec = _hard_pair(jax.random.key(8), lambda k: networks.mlp_he_init(k, [12, 48, 48, 3]))
     base = align.align(q0, q1, spec, key=jax.random.key(2))
     variants = [dict(precision="float32"), dict(products="jax", precision="float32")]
     try:

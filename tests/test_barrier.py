@@ -6,13 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wvi import barrier, gaussian, nn
+from wvi import barrier, bnn, gaussian, networks
 
 
 def _pair():
-    m0 = nn.mlp_he_init(jax.random.key(0), [2, 5, 3])
-    m1 = nn.mlp_he_init(jax.random.key(1), [2, 5, 3])
-    return nn.meanfield(m0, 0.05), nn.meanfield(m1, jax.tree_util.tree_map(lambda a: 0.1 + 0 * a, m1))
+    m0 = networks.mlp_he_init(jax.random.key(0), [2, 5, 3])
+    m1 = networks.mlp_he_init(jax.random.key(1), [2, 5, 3])
+    return bnn.meanfield(m0, 0.05), bnn.meanfield(m1, jax.tree_util.tree_map(lambda a: 0.1 + 0 * a, m1))
 
 
 def test_geodesic_endpoints_are_q0_and_q1():
@@ -28,8 +28,8 @@ def test_geodesic_endpoints_are_q0_and_q1():
 def test_geodesic_is_the_w2_geodesic_of_diagonal_gaussians():
     # against the full-covariance closed form of wvi.gaussian: W2(q_t, q0) = t W2(q0, q1), W2(q_t, q1) = (1 − t) W2
     m0, m1 = {"w": jnp.array([0.0, 1.0, -2.0])}, {"w": jnp.array([1.0, 0.5, 0.0])}
-    q0 = nn.meanfield(m0, {"w": jnp.array([0.5, 1.0, 2.0])})
-    q1 = nn.meanfield(m1, {"w": jnp.array([1.5, 0.2, 1.0])})
+    q0 = bnn.meanfield(m0, {"w": jnp.array([0.5, 1.0, 2.0])})
+    q1 = bnn.meanfield(m1, {"w": jnp.array([1.5, 0.2, 1.0])})
 
     def full(q):
         return gaussian.Gaussian(q.mean["w"], jnp.diag(q.std["w"]))
@@ -54,11 +54,11 @@ def test_barrier_from_losses():
 
 def test_loss_curves_at_the_ends_match_the_predictives():
     q0, q1 = _pair()
-    apply = partial(nn.mlp_apply, activation="relu")
+    apply = partial(networks.mlp_apply, activation="relu")
     x = jax.random.normal(jax.random.key(3), (40, 2))
     y = jax.random.randint(jax.random.key(4), (40,), 0, 3)
     key = jax.random.key(5)
-    ends = [-float(jnp.mean(nn.predictive_log_density(key, q, apply, x, y, 32))) for q in (q0, q1)]
+    ends = [-float(jnp.mean(bnn.predictive_log_density(key, q, apply, x, y, 32))) for q in (q0, q1)]
     for path in ("geodesic", "mixture"):
         curve = barrier.loss_curve(key, q0, q1, apply, x, y, num_taus=5, num_samples=32, path=path)
         np.testing.assert_allclose(curve.losses[[0, -1]], ends, rtol=1e-10)
@@ -71,7 +71,7 @@ def test_loss_curves_at_the_ends_match_the_predictives():
 
 
 def test_plane_passes_through_its_three_points():
-    thetas = [nn.mlp_he_init(jax.random.key(k), [2, 4, 3]) for k in range(3)]
+    thetas = [networks.mlp_he_init(jax.random.key(k), [2, 4, 3]) for k in range(3)]
     p = barrier.plane(*thetas)
     assert p.points.shape == (3, 2) and p.points[1, 1] == 0.0
     np.testing.assert_allclose(float(jnp.vdot(p.u, p.v)), 0.0, atol=1e-6)
@@ -85,8 +85,8 @@ def test_plane_passes_through_its_three_points():
 def test_naive_and_aligned_finds_a_planted_permutation_and_removes_the_barrier():
     from wvi import align
 
-    apply = partial(nn.mlp_apply, activation="relu")
-    q0 = nn.meanfield(nn.mlp_he_init(jax.random.key(0), [3, 32, 32, 4]), 0.01)
+    apply = partial(networks.mlp_apply, activation="relu")
+    q0 = bnn.meanfield(networks.mlp_he_init(jax.random.key(0), [3, 32, 32, 4]), 0.01)
     spec = align.mlp_spec(q0.mean)
     q1 = align.permute(q0, spec, align.random_perms(jax.random.key(1), spec, q0))
     x = jax.random.normal(jax.random.key(2), (40, 3))

@@ -8,7 +8,7 @@ import pytest
 from wvi import bbvi, divergences
 from wvi import gaussian as G
 from wvi import mixtures as M
-from wvi.algorithm import DivergenceError, run
+from wvi.algorithm import DivergenceError, run, trace_loss
 
 
 TARGET = G.Gaussian(jnp.array([0.5, -1.0]), jnp.array([[0.8, 0.4], [0.4, 0.8]]))
@@ -60,14 +60,14 @@ def test_loss_value_is_the_kl_estimate_for_both_estimators():
 
 def test_build_runs_and_converges_with_any_optax_optimiser():
     for optimizer in (optax.sgd(0.01), optax.adam(0.02)):
-        algo = bbvi.build(log_target, optimizer, num_samples=5, estimator="path")
+        algo = bbvi.bbvi(log_target, optimizer, num_samples=5, estimator="path")
         state, (trace_state, info) = run(jax.random.key(4), algo, algo.init(Q), 1500)
         assert float(G.w2(state.q, TARGET)) < 0.05
         assert info.loss.shape == (1500,)
 
 
 def test_same_seed_same_result():
-    algo = bbvi.build(log_target, optax.sgd(0.01), 5, "rep")
+    algo = bbvi.bbvi(log_target, optax.sgd(0.01), 5, "rep")
     a, _ = run(jax.random.key(5), algo, algo.init(Q), 50)
     b, _ = run(jax.random.key(5), algo, algo.init(Q), 50)
     c, _ = run(jax.random.key(6), algo, algo.init(Q), 50)
@@ -77,7 +77,7 @@ def test_same_seed_same_result():
 
 def test_diag_gaussian_family():
     # Mean-field path gradients do not vanish at a correlated target's optimum, so the step size must decay.
-    algo = bbvi.build(log_target, optax.sgd(optax.exponential_decay(0.1, 1000, 0.1)), 50, "path")
+    algo = bbvi.bbvi(log_target, optax.sgd(optax.exponential_decay(0.1, 1000, 0.1)), 50, "path")
     q0 = G.DiagGaussian(jnp.zeros(2), jnp.ones(2))
     state, _ = run(jax.random.key(7), algo, algo.init(q0), 2000)
     assert isinstance(state.q, G.DiagGaussian)
@@ -89,21 +89,21 @@ def test_diag_gaussian_family():
 
 def test_bad_inputs():
     with pytest.raises(ValueError, match=r"unknown estimator 'score'; expected one of 'rep', 'path'"):
-        bbvi.build(log_target, optax.sgd(0.1), 5, "score")
+        bbvi.bbvi(log_target, optax.sgd(0.1), 5, "score")
     with pytest.raises(ValueError, match=r"num_samples must be a positive integer"):
-        bbvi.build(log_target, optax.sgd(0.1), 0)
-    algo = bbvi.build(lambda x: jnp.nan * jnp.sum(x), optax.sgd(0.1), 5)
+        bbvi.bbvi(log_target, optax.sgd(0.1), 0)
+    algo = bbvi.bbvi(lambda x: jnp.nan * jnp.sum(x), optax.sgd(0.1), 5)
     with pytest.raises(ValueError, match=r"log_density returned nan at the mean of q"):
         algo.init(Q)
-    algo = bbvi.build(lambda x: x, optax.sgd(0.1), 5)
+    algo = bbvi.bbvi(lambda x: x, optax.sgd(0.1), 5)
     with pytest.raises(ValueError, match=r"log_density must return a scalar"):
         algo.init(Q)
     with pytest.raises(ValueError, match=r"q0\.scale is singular"):
-        bbvi.build(log_target, optax.sgd(0.1), 5).init(G.Gaussian(jnp.zeros(2), jnp.zeros((2, 2))))
+        bbvi.bbvi(log_target, optax.sgd(0.1), 5).init(G.Gaussian(jnp.zeros(2), jnp.zeros((2, 2))))
 
 
 def test_divergence_reports_the_step():
-    algo = bbvi.build(log_target, optax.sgd(5.0), 5, "path")
+    algo = bbvi.bbvi(log_target, optax.sgd(5.0), 5, "path")
     with pytest.raises(DivergenceError, match=r"BBVI diverged at step \d+ of 200: .* became NaN or infinite"):
         run(jax.random.key(8), algo, algo.init(Q), 200, name="BBVI")
 
@@ -191,20 +191,20 @@ def test_fdiv_bad_inputs_raise():
     with pytest.raises(ValueError, match="unknown divergence 'tv'.*'reverse_kl'"):
         bbvi.fdiv_grad(jax.random.PRNGKey(0), q, log_p, 4, "tv")
     with pytest.raises(ValueError, match="unknown divergence"):
-        bbvi.build(log_p, optax.adam(0.01), 4, "path", "kl")
+        bbvi.bbvi(log_p, optax.adam(0.01), 4, "path", "kl")
     with pytest.raises(ValueError, match="'rep' is defined for divergence 'reverse_kl' only"):
-        bbvi.build(log_p, optax.adam(0.01), 4, "rep", "chi2")
+        bbvi.bbvi(log_p, optax.adam(0.01), 4, "rep", "chi2")
     with pytest.raises(ValueError, match="unknown ratio_scaling"):
-        bbvi.build(log_p, optax.adam(0.01), 4, "path", "chi2", "clip")
+        bbvi.bbvi(log_p, optax.adam(0.01), 4, "path", "chi2", "clip")
     with pytest.raises(ValueError, match="q0.scales must have shape"):
-        bbvi.build(log_p, optax.adam(0.01), 4, "path", "chi2").init(M.Mixture(jnp.zeros(2), jnp.zeros((2, 1)), jnp.ones((2, 2, 2))))
+        bbvi.bbvi(log_p, optax.adam(0.01), 4, "path", "chi2").init(M.Mixture(jnp.zeros(2), jnp.zeros((2, 1)), jnp.ones((2, 2, 2))))
 
 
 def test_mixture_fit_lowers_every_divergence():
     log_p = lambda x: M.log_prob(TARGET_1D, x)
     q0 = M.Mixture(jnp.zeros(2), jnp.array([[-0.2], [0.4]]), jnp.ones((2, 1, 1)))
     for name in divergences.DIVERGENCES:
-        algorithm = bbvi.build(log_p, optax.adam(0.02), 10, "path", name, "none" if name == "reverse_kl" else "max")
+        algorithm = bbvi.bbvi(log_p, optax.adam(0.02), 10, "path", name, "none" if name == "reverse_kl" else "max")
         state, _ = run(jax.random.PRNGKey(4), algorithm, algorithm.init(q0), 400)
         assert float(quadrature_divergence(state.q, name)) < 0.5 * float(quadrature_divergence(q0, name)), name
 
@@ -252,18 +252,22 @@ def test_estimator_weight_ess():
     assert chi2 < fkl < 64
 
 
-def test_fit_picks_the_ratio_scaling_and_measures_a_curve():
+def test_default_ratio_scaling_and_a_measured_curve():
     q0 = bbvi.initial("full-covariance", 2)
-    measure = lambda q: float(G.w2(q, TARGET))
+    measure = lambda state: float(G.w2(state.approximation, TARGET))
     for divergence in ("reverse_kl", "forward_kl"):
-        result = bbvi.fit(jax.random.key(0), log_target, q0, optax.adam(0.05), 600, 32, divergence=divergence,
-                          every=200, measure=measure)
-        assert list(result.steps) == [0, 200, 400, 600] and result.seconds > 0
-        assert result.measurements[-1] < 0.1 * result.measurements[0]
-    # the unnormalised target works for forward KL because the default scaling is "max"
+        algorithm = bbvi.bbvi(log_target, optax.adam(0.05), 32, divergence=divergence)
+        _, curve = run(jax.random.key(0), algorithm, algorithm.init(q0), 600, chunk=200, measure=measure)
+        assert list(curve.steps) == [0, 200, 400, 600]
+        assert curve.values[-1] < 0.1 * curve.values[0]
+    # the unnormalised target works for forward KL because the default scaling is "max" ("none" does not)
     shifted = lambda x: log_target(x) + 500.0
-    result = bbvi.fit(jax.random.key(0), shifted, q0, optax.adam(0.05), 600, 32, divergence="forward_kl")
-    assert float(G.w2(result.q, TARGET)) < 0.2
+    algorithm = bbvi.bbvi(shifted, optax.adam(0.05), 32, divergence="forward_kl")
+    final, _ = run(jax.random.key(0), algorithm, algorithm.init(q0), 600, trace_fn=trace_loss)
+    assert float(G.w2(final.approximation, TARGET)) < 0.2
+    with pytest.raises(DivergenceError):
+        algorithm = bbvi.bbvi(shifted, optax.adam(0.05), 32, divergence="forward_kl", ratio_scaling="none")
+        run(jax.random.key(0), algorithm, algorithm.init(q0), 600, trace_fn=trace_loss)
 
 
 def test_log_evidence_recovers_a_known_normaliser():

@@ -83,8 +83,8 @@ def test_no_chapter_prints_a_line_wider_than_the_text_column():
 def test_the_api_page_documents_every_module():
     api = (ROOT / "book" / "api.md").read_text()
     modules = {f"wvi.{p.stem}" for p in (ROOT / "wvi").glob("*.py") if not p.stem.startswith("_")}
-    modules |= {f"wvi.experiments.{p.stem}" for p in (ROOT / "wvi" / "experiments").glob("*.py")
-                if not p.stem.startswith("_")}
+    for package in ("data", "experiments"):
+        modules |= {f"wvi.{package}.{p.stem}" for p in (ROOT / "wvi" / package).glob("*.py") if not p.stem.startswith("_")}
     missing = sorted(m for m in modules if f".. automodule:: {m}\n" not in api)
     assert not missing, f"book/api.md has no section for {missing}"
 
@@ -96,3 +96,20 @@ def test_every_reference_links_to_a_doi_or_arxiv():
     unlinked = [re.match(r"@\w+\{([^,]+),", e).group(1) for e in entries
                 if e.startswith("@") and not re.search(r"^\s*(doi|eprint|url)\s*=", e, re.M)]
     assert not unlinked, f"references without a DOI, arXiv id or URL: {unlinked}"
+
+
+def test_api_links_resolve_full_short_and_re_exported_names():
+    """The chapters' inline `wvi.x.y` names link to the API page (book/_ext/wvi_apilinks.py): full and short
+    names, calls, and a package's re-exports (documented where they are defined); anything else stays code."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("wvi_apilinks", ROOT / "book" / "_ext" / "wvi_apilinks.py")
+    links = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(links)
+    objects = {"wvi.algorithm.run": "run", "wvi.data.registry.digits": "digits", "wvi.bnn.meanfield_vi": "vi"}
+    assert links._target(objects, "wvi.algorithm.run") == "run"
+    assert links._target(objects, "algorithm.run(key, ...)") == "run"
+    assert links._target(objects, "bnn.meanfield_vi") == "vi"
+    assert links._target(objects, "wvi.data.digits") == "digits"  # a re-export of wvi.data.registry.digits
+    for text in ("run", "x.mean", "G.w2(q, p)", "wvi.nowhere.thing", "optax.sgd(0.1)"):
+        assert links._target(objects, text) is None, text

@@ -212,7 +212,7 @@ def test_broken_image_files_raise_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not a whole number of 3073-byte CIFAR-10 records"):
         data.parse_cifar_batch((IMAGES / "cifar_truncated_batch.bin").read_bytes(), "b.bin")
     with pytest.raises(ValueError, match="not a complete CIFAR-10 binary tarball"):
-        data._read_cifar10(IMAGES / "truncated-images-idx3-ubyte.gz")
+        data.read_cifar10(IMAGES / "truncated-images-idx3-ubyte.gz")
     # a checksum mismatch caches nothing
     source = data.IMAGE_SETS["mnist"]
     monkeypatch.setitem(data.IMAGE_SETS, "mnist", source._replace(url=IMAGES.resolve().as_uri() + "/",

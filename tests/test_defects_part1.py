@@ -52,7 +52,7 @@ def submersion_verdict():
     q_start, key, gaps = G.Gaussian(q.mean, 0.5 * jnp.eye(d)), jax.random.key(7), []
     step_sizes = (0.02, 0.01, 0.005)
     for eta in step_sizes:
-        sgd, euler = bbvi.build(log_p, optax.sgd(eta), n, "path"), flows.bw_euler(log_p, eta, n)
+        sgd, euler = bbvi.bbvi(log_p, optax.sgd(eta), n, "path"), flows.bw_euler(log_p, eta, n)
         q_sgd = sgd.step(key, sgd.init(q_start))[0].q
         gaps.append(float(jnp.max(jnp.abs(G.covariance(q_sgd) - euler.step(key, euler.init(q_start))[0].cov))))
     slope = np.polyfit(np.log(step_sizes), np.log(gaps), 1)[0]
@@ -81,7 +81,7 @@ def ode_vs_bbvi_verdicts():
     `wvi.flows.coincide`; BBVI-path reaches W2 < 0.05), on the chapter's run (same keys and steps), and its
     book row "the path estimator's variance at the optimum is zero"."""
     _, k_path, k_ode, _, _ = jax.random.split(jax.random.key(0), 5)
-    algorithm = bbvi.build(log_p, optax.sgd(0.01), 5, "path")
+    algorithm = bbvi.bbvi(log_p, optax.sgd(0.01), 5, "path")
     _, qs = run(k_path, algorithm, algorithm.init(Q0), STEPS, trace_fn=lambda s, i: s.q)
     euler = flows.bw_euler(log_p, 0.01, 5)
     _, states = run(k_ode, euler, euler.init(Q0), STEPS, trace_fn=lambda s, i: s)

@@ -34,7 +34,7 @@ def _rosenbrock_mixture_verdict(labels=("reverse_kl", "forward_kl"), num_steps=1
     for name in labels:
         reference = min(float(divergences.on_grid_fns(name, lambda x, g=g: G.log_prob(g, x), rosenbrock, grid))
                         for g in (best, moments))
-        algorithm = bbvi.build(rosenbrock, optax.adam(0.01), 30, "path", name, "none" if name == "reverse_kl" else "max")
+        algorithm = bbvi.bbvi(rosenbrock, optax.adam(0.01), 30, "path", name, "none" if name == "reverse_kl" else "max")
         try:
             state, _ = run(jax.random.fold_in(jax.random.PRNGKey(2), 0), algorithm, algorithm.init(q0), num_steps)
             value = float(divergences.on_grid_fns(name, lambda x: M.log_prob(state.q, x), rosenbrock, grid))
@@ -60,7 +60,7 @@ def _k1_is_bbvi_verdict():
     """The chapter's "K = 1 is BBVI" rule: 5 steps of GFlow-VI with one particle and of BBVI-path, same start and
     keys, on the banana; reproduced when the largest difference in mean or covariance is < 1e-10."""
     q1 = G.from_covariance(jnp.array([0.3, -0.2]), jnp.array([[1.0, 0.2], [0.2, 0.5]]))
-    flow, reference = M.gflow_vi(rosenbrock, optax.sgd(0.01), 10), bbvi.build(rosenbrock, optax.sgd(0.01), 10, "path")
+    flow, reference = M.gflow_vi(rosenbrock, optax.sgd(0.01), 10), bbvi.bbvi(rosenbrock, optax.sgd(0.01), 10, "path")
     s_flow, s_ref = flow.init(M.uniform(q1.mean[None], q1.scale[None])), reference.init(q1)
     for key in jax.random.split(jax.random.PRNGKey(0), 5):
         (s_flow, _), (s_ref, _) = flow.step(key, s_flow), reference.step(key, s_ref)

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from wvi import bbvi, data, mcmc, report, targets
-from wvi.algorithm import DivergenceError
+from wvi.algorithm import DivergenceError, run, trace_loss
 
 PRIOR_STD, STEPS, DRAWS = 1.0, 300, 32
 METHODS = {"path-RKL": "reverse_kl", "path-FKL": "forward_kl"}
@@ -49,12 +49,13 @@ def section5_verdict(split, reference_accuracy, log_density):
     met = []
     for divergence in METHODS.values():
         q0 = bbvi.initial("mean-field", split.x_train.shape[1])
+        algorithm = bbvi.bbvi(log_density, optax.adam(0.05), DRAWS, "path", divergence)
         try:
-            result = bbvi.fit(jax.random.key(2), log_density, q0, optax.adam(0.05), STEPS, DRAWS, "path", divergence)
+            final, _ = run(jax.random.key(2), algorithm, algorithm.init(q0), STEPS, trace_fn=trace_loss)
         except DivergenceError:
             met.append(False)
             continue
-        accuracy = targets.logistic_predictive(bbvi.sample(jax.random.key(3), result.q, 2_000), split.x_test,
+        accuracy = targets.logistic_predictive(final.sample(jax.random.key(3), 2_000), split.x_test,
                                                split.y_test)["accuracy"]
         met.append(mcmc.competitive_accuracy(accuracy, reference_accuracy, len(split.y_test)))
     return report.verdict_of(*met)

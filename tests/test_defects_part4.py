@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wvi import data, ensembles, nn
+from wvi import data, ensembles, networks
 from wvi.algorithm import run
 from wvi.targets import double_well
 
@@ -23,7 +23,7 @@ def dle_particles():
     """DLE on the double well (λ2 = 1, P = N(0, 1)): 1000 particles from the prior, step 5e-3 for 2000 steps
     (the chapter's flow time T = 10, at five times its step), in float32 as the chapter."""
     with jax.enable_x64(False):
-        algorithm = ensembles.build(lambda t: double_well(t[0]), "dle", 5e-3, lam2=1.0)
+        algorithm = ensembles.ensemble(lambda t: double_well(t[0]), "dle", 5e-3, lam2=1.0)
         state = algorithm.init(jax.random.normal(jax.random.key(0), (1000, 1)))
         final, _ = run(jax.random.key(1), algorithm, state, 2000, trace_fn=lambda s, info: info.loss)
         return np.asarray(final.particles[:, 0])
@@ -58,16 +58,16 @@ def _toy_regression_spreads(method_kwargs, members0, num_steps, remove_noise=Fal
     inputs, targets = jnp.asarray((x_toy - 3.5) / 2.0), jnp.asarray(y_toy)
 
     def loss(params):
-        return jnp.sum((targets - nn.mlp_apply(params, inputs)[:, 0]) ** 2) / (2 * 0.25**2)
+        return jnp.sum((targets - networks.mlp_apply(params, inputs)[:, 0]) ** 2) / (2 * 0.25**2)
 
-    algorithm = ensembles.build(loss, learning_rate=1e-4, **method_kwargs)
+    algorithm = ensembles.ensemble(loss, step_size=1e-4, **method_kwargs)
     state = algorithm.init(members0)
     with pytest.MonkeyPatch.context() as patch:
         if remove_noise:  # the planted defect: every Langevin noise draw is zero
             patch.setattr(jax.random, "normal", lambda key, shape=(), dtype=jnp.float32: jnp.zeros(shape, dtype))
         final, _ = run(jax.random.key(2), algorithm, state, num_steps, trace_fn=lambda s, info: info.loss)
     x_plot = np.linspace(-1.0, 8.0, 361)
-    f = np.asarray(jax.vmap(lambda p: nn.mlp_apply(p, jnp.asarray((x_plot - 3.5) / 2.0)[:, None])[:, 0])(
+    f = np.asarray(jax.vmap(lambda p: networks.mlp_apply(p, jnp.asarray((x_plot - 3.5) / 2.0)[:, None])[:, 0])(
         final.particles))
     in_gap = np.any([(x_plot > a) & (x_plot < b) for a, b in data.TOY_GAPS], axis=0)
     on_data = (x_plot >= 0) & (x_plot <= 7) & ~in_gap
@@ -89,8 +89,8 @@ def test_removing_dle_noise_flips_the_toy_regression_verdict():
 
 def _check_toy_regression_flip():
     sizes = (1, 10, 10, 1)
-    prior = nn.mlp_prior_std(sizes)
-    members0 = jax.vmap(lambda k: nn.mlp_init(k, sizes, prior))(jax.random.split(jax.random.key(0), 100))
+    prior = networks.mlp_prior_std(sizes)
+    members0 = jax.vmap(lambda k: networks.mlp_init(k, sizes, prior))(jax.random.split(jax.random.key(0), 100))
     steps = 10_000
     de_gaps, _ = _toy_regression_spreads(dict(method="de"), members0, steps)
     dle = dict(method="dle", lam2=1.0, prior_std=prior)
@@ -106,17 +106,18 @@ def _free_energy_verdict(drop_loss_gradient=False):
     prior, step 5e-3 for 2000 steps (T = 10), F estimated every 50 steps; s_P from 20 sets of exact draws from P,
     s_end from 20 bootstrap sets of the final cloud; verdict_of(drop > 3·hypot(s_P, s_end), largest rise ≤
     4·√2·s_end). With `drop_loss_gradient` the update loses its ∇ℓ term (the planted defect)."""
-    from wvi.algorithm import run_measured
+    from wvi.algorithm import run
     from wvi.report import verdict_of
 
     ell = double_well(GRID)
     estimate = lambda x: ensembles.free_energy_estimate(x, GRID, ell, 0.0, 1.0)
     update_loss = (lambda t: 0.0 * double_well(t[0])) if drop_loss_gradient else (lambda t: double_well(t[0]))
     with jax.enable_x64(False):
-        algorithm = ensembles.build(update_loss, "dle", 5e-3, lam2=1.0)
+        algorithm = ensembles.ensemble(update_loss, "dle", 5e-3, lam2=1.0)
         state = algorithm.init(jax.random.normal(jax.random.key(3), (1000, 1)))
-        _, _, clouds = run_measured(jax.random.key(4), algorithm, state, 2000, 50,
-                                    lambda s: np.asarray(s.particles[:, 0]))
+        _, curve = run(jax.random.key(4), algorithm, state, 2000, chunk=50,
+                       measure=lambda s: np.asarray(s.particles[:, 0]))
+        clouds = curve.values
     f = np.array([estimate(x) for x in clouds])
     prior = np.exp(-0.5 * GRID**2) / np.sqrt(2 * np.pi)
     s_p = np.std([estimate(ensembles.sample_density(k, GRID, prior, 1000))

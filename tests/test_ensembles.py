@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from wvi import ensembles as E
-from wvi import nn
+from wvi import networks
 from wvi.algorithm import run
 
 
@@ -15,7 +15,7 @@ def test_dle_stationary_law_matches_the_gaussian_gibbs_law():
     precision = 1 / (s**2 * lam2) + 1 / sigma0**2
     var, mean = 1 / precision, a / (s**2 * lam2) / precision
     n, eta, steps = 4000, 1e-3, 6000  # T = 6 ≫ the relaxation time 1/precision = 0.22
-    alg = E.build(lambda t: jnp.sum((t - a) ** 2) / (2 * s**2), "dle", eta, lam2=lam2, prior_std=sigma0)
+    alg = E.ensemble(lambda t: jnp.sum((t - a) ** 2) / (2 * s**2), "dle", eta, lam2=lam2, prior_std=sigma0)
     final, _ = run(jax.random.key(0), alg, alg.init(jnp.zeros((n, 1))), steps, trace_fn=lambda s, i: i.loss)
     x = np.asarray(final.particles[:, 0])
     # Euler–Maruyama's own bias on the variance is var·η·precision/2 ≈ 5e-4 relative, far below the errors below.
@@ -27,7 +27,7 @@ def test_dle_with_zero_loss_samples_the_prior_leaf_by_leaf():
     # ℓ = 0: Q* = P, with a different prior standard deviation per leaf of the member pytree.
     prior_std = {"a": 0.5, "b": 2.0}
     n = 4000
-    alg = E.build(lambda t: 0.0 * (jnp.sum(t["a"]) + jnp.sum(t["b"])), "dle", 1e-3, lam2=1.0, prior_std=prior_std)
+    alg = E.ensemble(lambda t: 0.0 * (jnp.sum(t["a"]) + jnp.sum(t["b"])), "dle", 1e-3, lam2=1.0, prior_std=prior_std)
     state = alg.init({"a": jnp.zeros((n, 3)), "b": jnp.zeros((n, 2))})
     final, _ = run(jax.random.key(1), alg, state, 20_000, trace_fn=lambda s, i: i.loss)  # T = 20 ≫ 4 (relaxation of b)
     for leaf, std in prior_std.items():
@@ -38,7 +38,7 @@ def test_dle_with_zero_loss_samples_the_prior_leaf_by_leaf():
 def test_de_step_is_plain_gradient_descent():
     loss = lambda t: jnp.sum(jnp.sin(t) * t**2)
     x = jax.random.normal(jax.random.key(2), (5, 3))
-    alg = E.build(loss, "de", 0.1)
+    alg = E.ensemble(loss, "de", 0.1)
     state, info = alg.step(jax.random.key(3), alg.init(x))
     np.testing.assert_allclose(state.particles, x - 0.1 * jax.vmap(jax.grad(loss))(x), rtol=1e-12)
     np.testing.assert_allclose(info.loss, jnp.mean(jax.vmap(loss)(x)), rtol=1e-12)
@@ -48,8 +48,8 @@ def test_drle_step_is_the_dle_step_plus_the_scaled_repulsion():
     loss = lambda t: jnp.sum(t**4) / 4
     x = jax.random.normal(jax.random.key(4), (7, 2))
     key, step_key = jax.random.key(5), jax.random.key(6)
-    dle = E.build(loss, "dle", 0.01, lam2=0.3, prior_std=1.2)
-    drle = E.build(loss, "drle", 0.01, lam1=0.7, lam2=0.3, prior_std=1.2, bandwidth=0.8, num_prior_samples=11)
+    dle = E.ensemble(loss, "dle", 0.01, lam2=0.3, prior_std=1.2)
+    drle = E.ensemble(loss, "drle", 0.01, lam1=0.7, lam2=0.3, prior_std=1.2, bandwidth=0.8, num_prior_samples=11)
     s_dle, _ = dle.step(step_key, dle.init(x))
     init = drle.init(x, key)
     assert init.prior_samples.shape == (11, 2)
@@ -75,10 +75,10 @@ def test_median_bandwidth_is_the_median_pairwise_distance():
 
 def test_particles_can_be_mlp_pytrees():
     sizes = (1, 8, 1)
-    members = jax.vmap(lambda k: nn.mlp_init(k, sizes))(jax.random.split(jax.random.key(10), 6))
+    members = jax.vmap(lambda k: networks.mlp_init(k, sizes))(jax.random.split(jax.random.key(10), 6))
     xs, ys = jnp.linspace(-1, 1, 20)[:, None], jnp.sin(jnp.linspace(-1, 1, 20))
-    loss = lambda p: jnp.sum((nn.mlp_apply(p, xs)[:, 0] - ys) ** 2)
-    alg = E.build(loss, "drle", 1e-2, lam1=1.0, lam2=1e-3, prior_std=nn.mlp_prior_std(sizes))
+    loss = lambda p: jnp.sum((networks.mlp_apply(p, xs)[:, 0] - ys) ** 2)
+    alg = E.ensemble(loss, "drle", 1e-2, lam1=1.0, lam2=1e-3, prior_std=networks.mlp_prior_std(sizes))
     final, losses = run(jax.random.key(11), alg, alg.init(members, jax.random.key(12)), 300, trace_fn=lambda s, i: i.loss)
     assert jax.tree_util.tree_structure(final.particles) == jax.tree_util.tree_structure(members)
     assert losses[-1] < 0.5 * losses[0]
@@ -144,24 +144,24 @@ def test_distances_between_particle_sets():
         (dict(method="de", lam2=1.0), "method 'de' has no regulariser"),
         (dict(method="dle", lam2=0.0), "needs lam2 > 0"),
         (dict(method="dle", lam2=1.0, prior_std=-1.0), "prior_std must be positive"),
-        (dict(method="de", learning_rate=0.0), "learning_rate must be positive"),
+        (dict(method="de", step_size=0.0), "step_size must be positive"),
     ],
 )
 def test_bad_settings_raise(kwargs, message):
-    kwargs = {"learning_rate": 0.1, **kwargs}
+    kwargs = {"step_size": 0.1, **kwargs}
     with pytest.raises(ValueError, match=message):
-        E.build(lambda t: jnp.sum(t**2), **kwargs)
+        E.ensemble(lambda t: jnp.sum(t**2), **kwargs)
 
 
 def test_bad_particles_raise():
-    alg = E.build(lambda t: jnp.sum(t["a"] ** 2) + jnp.sum(t["b"] ** 2), "drle", 0.1, lam1=1.0, lam2=1.0)
+    alg = E.ensemble(lambda t: jnp.sum(t["a"] ** 2) + jnp.sum(t["b"] ** 2), "drle", 0.1, lam1=1.0, lam2=1.0)
     with pytest.raises(ValueError, match="share one leading axis"):
         alg.init({"a": jnp.zeros((5, 2)), "b": jnp.zeros((4, 2))}, jax.random.key(0))
     with pytest.raises(ValueError, match=r"particles\['a'\] has 1 non-finite"):
         alg.init({"a": jnp.zeros((5, 2)).at[0, 0].set(jnp.nan), "b": jnp.zeros((5, 2))}, jax.random.key(0))
     with pytest.raises(ValueError, match="needs a key"):
         alg.init({"a": jnp.zeros((5, 2)), "b": jnp.zeros((5, 2))})
-    dle = E.build(lambda t: jnp.sum(t**2), "dle", 0.1, lam2=1.0, prior_std={"w": 1.0})
+    dle = E.ensemble(lambda t: jnp.sum(t**2), "dle", 0.1, lam2=1.0, prior_std={"w": 1.0})
     with pytest.raises(ValueError, match="prior_std must be a positive scalar or a pytree shaped like one"):
         dle.init(jnp.zeros((5, 2)))
     with pytest.raises(ValueError, match="same shape"):
@@ -173,8 +173,8 @@ def test_fit_regression_learns_a_noisy_line():
     y = 0.8 * x[:, 0] + 0.3 * np.asarray(jax.random.normal(jax.random.key(20), (200,)))
     for method, kwargs in (("de", {}), ("dle", dict(lam2=1.0))):
         members = E.fit_regression(jax.random.key(21), x, y, method, hidden=(16,), num_members=3,
-                                   learning_rate=5e-4, num_steps=4000, batch_size=50, **kwargs)
-        mean, log_var = jax.vmap(lambda p: nn.gaussian_head(p, jnp.asarray(x)))(members)
+                                   step_size=5e-4, num_steps=4000, batch_size=50, **kwargs)
+        mean, log_var = jax.vmap(lambda p: networks.gaussian_head(p, jnp.asarray(x)))(members)
         assert mean.shape == (3, 200)
         # the ensemble mean is much closer to the line than the best constant (RMSE 0.8/sqrt(3) = 0.46), and the
         # predicted noise std is of the right order (0.3)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wvi import nn
+from wvi import algorithm
 from wvi.experiments import permutation
 
 TINY_MLP = ["--data", "digits", "--steps", "20", "--width", "16", "--num-samples", "4", "--num-taus", "5",
@@ -47,19 +47,19 @@ def test_every_preset_command_writes_a_result(tmp_path, preset):
 def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     uninterrupted = permutation.main(["--preset", "mlp-mnist", "--out", str(tmp_path / "a")] + TINY_MLP)
     calls = {"n": 0}
-    real_train = nn.train
+    real_run = algorithm.run
 
     def interrupted_train(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt("the Colab session ended")
-        return real_train(*args, **kwargs)
+        return real_run(*args, **kwargs)
 
-    monkeypatch.setattr(nn, "train", interrupted_train)
+    monkeypatch.setattr(algorithm, "run", interrupted_train)
     with pytest.raises(KeyboardInterrupt):
         permutation.main(["--preset", "mlp-mnist", "--out", str(tmp_path / "b")] + TINY_MLP)
     assert (tmp_path / "b" / "checkpoint.npz").exists() and not (tmp_path / "b" / "result.json").exists()
-    monkeypatch.setattr(nn, "train", real_train)
+    monkeypatch.setattr(algorithm, "run", real_run)
     resumed = permutation.main(["--preset", "mlp-mnist", "--out", str(tmp_path / "b")] + TINY_MLP)
     assert resumed["barriers"] == uninterrupted["barriers"]
     # a checkpoint written by another configuration is refused, not silently reused

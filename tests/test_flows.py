@@ -6,7 +6,7 @@ import pytest
 
 from wvi import flows
 from wvi import gaussian as G
-from wvi.algorithm import DivergenceError, run
+from wvi.algorithm import DivergenceError, run, trace_loss
 
 
 TARGET = G.Gaussian(jnp.zeros(2), jnp.array([[0.8, 0.4], [0.4, 0.8]]))
@@ -61,8 +61,9 @@ def test_euler_is_first_order():
     errors = []
     steps = [0.1, 0.05, 0.025, 0.0125]
     for h in steps:
-        path = flows.bw_euler_gaussian(Q0, TARGET, h, round(1.0 / h))
-        errors.append(float(G.w2(flows.to_gaussian(flows.BWState(path.mean[-1], path.cov[-1])), exact_q)))
+        algorithm = flows.bw_euler_exact(TARGET, h)
+        final, _ = run(jax.random.key(0), algorithm, algorithm.init(Q0), round(1.0 / h), trace_fn=trace_loss)
+        errors.append(float(G.w2(final.approximation, exact_q)))
     slope = np.polyfit(np.log(steps), np.log(errors), 1)[0]
     assert 0.9 < slope < 1.1
 
@@ -111,19 +112,33 @@ def test_euler_divergence_is_reported():
 def test_scale_euler_is_bw_euler_plus_second_order_term():
     """One step on S, pushed through π(S) = SSᵀ: Σ + η Σ̇ + η² V Vᵀ with V = -∇_S KL = (Σ⁻¹ - Σp⁻¹) S."""
     eta = 0.05
-    path = flows.scale_euler_gaussian(Q0, TARGET, eta, 1)
-    assert path.mean.shape == (2, 2) and path.scale.shape == (2, 2, 2)  # iterates 0 and 1
-    one_bw = flows.bw_euler_gaussian(Q0, TARGET, eta, 1)
+    scale_euler, bw_euler = flows.scale_euler_exact(TARGET, eta), flows.bw_euler_exact(TARGET, eta)
+    one_scale, scale_info = scale_euler.step(jax.random.key(0), scale_euler.init(Q0))
+    one_bw, bw_info = bw_euler.step(jax.random.key(0), bw_euler.init(Q0))
     S = Q0.scale
     V = (jnp.linalg.inv(G.covariance(Q0)) - jnp.linalg.inv(G.covariance(TARGET))) @ S
-    np.testing.assert_allclose(G.covariance(jax.tree_util.tree_map(lambda a: a[1], path)),
-                               one_bw.cov[1] + eta**2 * V @ V.T, atol=1e-12)
-    np.testing.assert_allclose(path.mean[1], one_bw.mean[1], atol=1e-12)
+    np.testing.assert_allclose(G.covariance(one_scale.approximation), one_bw.cov + eta**2 * V @ V.T, atol=1e-12)
+    np.testing.assert_allclose(one_scale.q.mean, one_bw.mean, atol=1e-12)
+    # both infos report the exact KL at the start
+    np.testing.assert_allclose([scale_info.loss, bw_info.loss], float(G.kl(Q0, TARGET)), rtol=1e-12)
 
 
 def test_scale_euler_converges_to_the_target():
-    path = flows.scale_euler_gaussian(Q0, TARGET, 0.01, 2000)
-    assert float(G.w2(jax.tree_util.tree_map(lambda a: a[-1], path), TARGET)) < 1e-4
+    algorithm = flows.scale_euler_exact(TARGET, 0.01)
+    final, losses = run(jax.random.key(0), algorithm, algorithm.init(Q0), 2000, trace_fn=trace_loss)
+    assert float(G.w2(final.approximation, TARGET)) < 1e-4 and np.all(np.diff(losses) <= 1e-12)
+
+
+def test_exact_euler_schemes_check_their_arguments_and_report_a_blow_up():
+    with pytest.raises(ValueError, match="step_size must be a positive number; got 0"):
+        flows.bw_euler_exact(TARGET, 0)
+    with pytest.raises(ValueError, match="q0 must be a full-covariance Gaussian"):
+        flows.scale_euler_exact(TARGET, 0.1).init(G.DiagGaussian(jnp.zeros(2), jnp.ones(2)))
+    # far beyond the stability limit 2/λmax(Σp⁻¹), the covariance overflows, and run names the step
+    algorithm = flows.bw_euler_exact(TARGET, 1.0)
+    with pytest.raises(DivergenceError, match="diverged at step [0-9]+ of 2000") as error:
+        run(jax.random.key(0), algorithm, algorithm.init(Q0), 2000)
+    assert 1 < error.value.step < 2000 and error.value.field.startswith(("state.", "info."))
 
 
 def test_svgd_recovers_a_gaussian_target():

@@ -5,7 +5,7 @@ import numpy as np
 import optax
 import pytest
 
-from wvi import bbvi, divergences
+from wvi import bbvi, divergences, ngvi
 from wvi import gaussian as G
 from wvi import mixtures as M
 from wvi.algorithm import run
@@ -81,7 +81,7 @@ def banana(x):
 
 def test_gflow_with_one_particle_is_a_path_bbvi_step():
     q = G.Gaussian(jnp.array([0.3, -0.2]), jnp.array([[1.0, 0.1], [0.3, 0.8]]))
-    reference = bbvi.build(banana, optax.sgd(0.01), 10, "path")
+    reference = bbvi.bbvi(banana, optax.sgd(0.01), 10, "path")
     flow = M.gflow_vi(banana, optax.sgd(0.01), 10)
     s_ref, s_flow = reference.init(q), flow.init(M.uniform(q.mean[None], q.scale[None]))
     for key in jax.random.split(jax.random.PRNGKey(0), 5):
@@ -92,7 +92,7 @@ def test_gflow_with_one_particle_is_a_path_bbvi_step():
 
 def test_ngflow_with_one_particle_is_an_ngvi_step():
     q = G.from_covariance(jnp.array([0.3, -0.2]), jnp.array([[1.0, 0.2], [0.2, 0.5]]))
-    reference, flow = bbvi.ngvi(banana, 0.05, 10), M.ngflow_vi(banana, 0.05, 10)
+    reference, flow = ngvi.ngvi(banana, 0.05, 10), M.ngflow_vi(banana, 0.05, 10)
     s_ref, s_flow = reference.init(q), flow.init(M.uniform(q.mean[None], q.scale[None]))
     for key in jax.random.split(jax.random.PRNGKey(1), 5):
         (s_ref, _), (s_flow, _) = reference.step(key, s_ref), flow.step(key, s_flow)
@@ -102,7 +102,7 @@ def test_ngflow_with_one_particle_is_an_ngvi_step():
 
 def test_ngvi_converges_to_a_gaussian_target():
     target = G.from_covariance(jnp.array([1.0, -2.0]), jnp.array([[1.0, 0.6], [0.6, 0.8]]))
-    algorithm = bbvi.ngvi(lambda x: G.log_prob(target, x), 0.2, 5)
+    algorithm = ngvi.ngvi(lambda x: G.log_prob(target, x), 0.2, 5)
     state, _ = run(jax.random.PRNGKey(0), algorithm, algorithm.init(G.Gaussian(jnp.zeros(2), jnp.eye(2))), 100)
     # the Hessian of a Gaussian target is exact with any sample, so P converges to Σp⁻¹ geometrically; the mean
     # is a noisy AR(1) around mp with stationary covariance βΣp / (n(2 − β)) (gradient noise of n draws)

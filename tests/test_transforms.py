@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from wvi import bbvi, ensembles, flows, gaussian, mixtures, nn, targets
+from wvi import bbvi, bnn, ensembles, flows, gaussian, mixtures, networks, ngvi, targets
 
 
 def gauss_log_density(x):
@@ -20,8 +20,8 @@ Q0 = gaussian.Gaussian(jnp.zeros(2), jnp.eye(2))
 X_TOY = jax.random.normal(jax.random.key(0), (12, 3))
 Y_TOY = (jnp.arange(12) % 2).astype(jnp.int32)
 MLP_SIZES = (3, 4, 2)
-MLP_PARAMS = nn.mlp_init(jax.random.key(1), MLP_SIZES)
-MLP_APPLY = partial(nn.mlp_apply, activation="tanh")
+MLP_PARAMS = networks.mlp_init(jax.random.key(1), MLP_SIZES)
+MLP_APPLY = partial(networks.mlp_apply, activation="tanh")
 
 
 def toy_loss(theta):
@@ -30,12 +30,12 @@ def toy_loss(theta):
 
 # name -> (algorithm, arguments of init); each init takes its start as the first argument
 ALGORITHMS = {
-    "bbvi path": (bbvi.build(gauss_log_density, optax.sgd(0.05), 8, "path"), (Q0,)),
-    "bbvi rep": (bbvi.build(gauss_log_density, optax.adam(0.05), 8, "rep"), (Q0,)),
-    "bbvi forward KL": (bbvi.build(gauss_log_density, optax.sgd(0.01), 8, "path", divergence="forward_kl"), (Q0,)),
-    "bbvi mixture": (bbvi.build(gauss_log_density, optax.sgd(0.05), 8, "path"),
+    "bbvi path": (bbvi.bbvi(gauss_log_density, optax.sgd(0.05), 8, "path"), (Q0,)),
+    "bbvi rep": (bbvi.bbvi(gauss_log_density, optax.adam(0.05), 8, "rep"), (Q0,)),
+    "bbvi forward KL": (bbvi.bbvi(gauss_log_density, optax.sgd(0.01), 8, "path", divergence="forward_kl"), (Q0,)),
+    "bbvi mixture": (bbvi.bbvi(gauss_log_density, optax.sgd(0.05), 8, "path"),
                      (mixtures.uniform(jnp.array([[0.0, 0.0], [1.0, 1.0]]), jnp.broadcast_to(jnp.eye(2), (2, 2, 2))),)),
-    "ngvi": (bbvi.ngvi(gauss_log_density, 0.1, 8), (Q0,)),
+    "ngvi": (ngvi.ngvi(gauss_log_density, 0.1, 8), (Q0,)),
     "gflow-vi": (mixtures.gflow_vi(gauss_log_density, optax.sgd(0.05), 8),
                  (mixtures.uniform(jnp.array([[0.0, 0.0], [1.0, 1.0]]), jnp.broadcast_to(jnp.eye(2), (2, 2, 2))),)),
     "ngflow-vi": (mixtures.ngflow_vi(gauss_log_density, 0.1, 8),
@@ -43,13 +43,13 @@ ALGORITHMS = {
     "bw euler": (flows.bw_euler(gauss_log_density, 0.1, 8), (Q0,)),
     "langevin": (flows.langevin(gauss_log_density, 0.01), (jnp.zeros((5, 2)),)),
     "svgd": (flows.svgd(gauss_log_density, optax.sgd(0.1)), (jax.random.normal(jax.random.key(2), (5, 2)),)),
-    "de": (ensembles.build(toy_loss, "de", 0.01), ({"w": jax.random.normal(jax.random.key(3), (4, 2))},)),
-    "dle": (ensembles.build(toy_loss, "dle", 0.01, lam2=1.0), ({"w": jax.random.normal(jax.random.key(3), (4, 2))},)),
-    "drle": (ensembles.build(toy_loss, "drle", 0.01, lam1=1.0, lam2=1.0),
+    "de": (ensembles.ensemble(toy_loss, "de", 0.01), ({"w": jax.random.normal(jax.random.key(3), (4, 2))},)),
+    "dle": (ensembles.ensemble(toy_loss, "dle", 0.01, lam2=1.0), ({"w": jax.random.normal(jax.random.key(3), (4, 2))},)),
+    "drle": (ensembles.ensemble(toy_loss, "drle", 0.01, lam1=1.0, lam2=1.0),
              ({"w": jax.random.normal(jax.random.key(3), (4, 2))}, jax.random.key(4))),
-    "vi trainer": (nn.vi_trainer(MLP_APPLY, X_TOY, Y_TOY, prior_std=1.0, batch_size=4, learning_rate=0.01),
-                   (nn.meanfield(MLP_PARAMS, 0.1),)),
-    "map trainer": (nn.map_trainer(MLP_APPLY, X_TOY, Y_TOY, prior_std=1.0, batch_size=4, learning_rate=0.01),
+    "vi trainer": (bnn.meanfield_vi(MLP_APPLY, X_TOY, Y_TOY, prior_std=1.0, batch_size=4, optimizer=optax.sgd(0.01, momentum=0.9)),
+                   (bnn.meanfield(MLP_PARAMS, 0.1),)),
+    "map trainer": (bnn.map_estimation(MLP_APPLY, X_TOY, Y_TOY, prior_std=1.0, batch_size=4, optimizer=optax.sgd(0.01, momentum=0.9)),
                     (MLP_PARAMS,)),
 }
 
@@ -140,7 +140,7 @@ def test_logistic_gradient_at_zero_is_y_minus_a_half():
 
 def test_metrics_are_arrays_and_work_under_jit():
     means, log_vars, y = jnp.zeros((3, 4)), jnp.zeros((3, 4)), jnp.ones(4)
-    nll, rmse = jax.jit(nn.mixture_metrics)(means, log_vars, y)
+    nll, rmse = jax.jit(networks.mixture_metrics)(means, log_vars, y)
     np.testing.assert_allclose(rmse, 1.0, rtol=1e-6)
     draws = jnp.zeros((5, 3))
     metrics = targets.logistic_predictive(draws, X_LOGREG, Y_LOGREG)
@@ -151,8 +151,8 @@ def test_metrics_are_arrays_and_work_under_jit():
 def test_barrier_geodesic_and_w2_under_jit_and_vmap():
     from wvi import barrier
 
-    q0 = nn.meanfield(MLP_PARAMS, 0.1)
-    q1 = nn.meanfield(jax.tree_util.tree_map(lambda x: x + 1.0, MLP_PARAMS), 0.3)
+    q0 = bnn.meanfield(MLP_PARAMS, 0.1)
+    q1 = bnn.meanfield(jax.tree_util.tree_map(lambda x: x + 1.0, MLP_PARAMS), 0.3)
     taus = jnp.array([0.0, 0.25, 1.0])
     path = jax.vmap(lambda t: barrier.geodesic(q0, q1, t))(taus)
     assert_trees_close(jax.tree_util.tree_map(lambda x: x[1], path), barrier.geodesic(q0, q1, 0.25))

@@ -32,3 +32,15 @@ def check_ndim(x, ndim: int, name: str, what: str) -> None:
 def check_choice(value: str, known, name: str) -> None:
     if value not in known:
         raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(repr(k) for k in known)}")
+
+
+def check_log_density(log_density, point, name: str = "log_density", where: str = "the mean of q") -> None:
+    """Raise unless `log_density` is a function that maps `point` (shape (d,)) to a finite scalar. Under jit/vmap
+    the value is unknown and only its shape is checked."""
+    if not callable(log_density):
+        raise ValueError(f"{name} must be a function x -> log p(x); got {type(log_density).__name__}")
+    value = log_density(point)
+    if np.shape(value) != ():
+        raise ValueError(f"{name} must return a scalar for a point of shape {np.shape(point)}; got shape {np.shape(value)}")
+    if is_concrete(value) and not np.isfinite(np.asarray(value)):
+        raise ValueError(f"{name} returned {np.asarray(value)} at {where}; expected a finite log density there")

@@ -5,18 +5,22 @@ An algorithm is a pair of pure functions, as in optax and blackjax:
     state = algorithm.init(...)
     state, info = algorithm.step(key, state)
 
-`run` iterates `step` under `jax.lax.scan` (one compiled program), records a trace, and turns a run that
-diverged into an error that says at which step and which quantity stopped being finite. `replicate` runs
-independent copies side by side with `vmap`; `prepend` puts the starting point in front of a trace.
+`run`, the one driver, iterates `step` under `jax.lax.scan` (one compiled program, or compiled chunks with a
+progress bar and a measurement after each), records a trace, runs replicas together (`vmap`) or one after the other,
+and turns a run that diverged into an error that says at which step and which quantity stopped being finite.
+`replicate` is the vmapped copies as an algorithm; `prepend` puts the starting point in front of a trace.
 """
 from __future__ import annotations
 
+import time
 import types
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from wvi._checks import check_choice
 
 
 class Algorithm(NamedTuple):
@@ -33,7 +37,12 @@ class Algorithm(NamedTuple):
 
 
 class DivergenceError(FloatingPointError):
-    """Raised by `run` when the state or the step info becomes NaN or infinite."""
+    """Raised by `run` when the state or the step info becomes NaN or infinite. `step` is the first bad step
+    (1-based, over the whole run) and `field` the first non-finite quantity (e.g. "state.cov")."""
+
+    def __init__(self, message: str, step: Optional[int] = None, field: Optional[str] = None):
+        super().__init__(message)
+        self.step, self.field = step, field
 
 
 def _all_finite(tree) -> jax.Array:
@@ -127,65 +136,179 @@ def _python_loop(key, state, step, num_steps, trace_fn):
 
 
 LOOPS = ("scan", "python")
+REPLICA_MODES = ("vmap", "sequential")
 
 
-def run(key, algorithm: Algorithm, state, num_steps: int, trace_fn: Optional[Callable] = None, name: str = "the run",
-        steps_before: int = 0, total_steps: Optional[int] = None, loop: str = "scan"):
-    """Run `num_steps` steps of `algorithm` from `state` with keys split from `key`.
+class Measured(NamedTuple):
+    """What `run(..., measure=f)` records: `values[i] = f(state)` after `steps[i]` steps (steps = 0, chunk, 2·chunk,
+    …, num_steps; the last chunk may be shorter), and `seconds[i]`, the wall time the steps took until then
+    (compilation included, the measurements excluded): a curve against steps or against time."""
 
-    Returns `(final_state, trace)`, where `trace` stacks `trace_fn(state, info)` after every step along a leading
-    axis of length `num_steps` (default: the pair `(state, info)`). Raises `DivergenceError` naming the first step
-    (1-based) at which the state or the info held a NaN or an infinity.
+    steps: np.ndarray
+    values: list
+    seconds: np.ndarray
 
-    The compiled program is cached per (algorithm.step, num_steps, trace_fn): calling `run` again with the same
-    objects reuses it, while a new `lambda` as `trace_fn` on every call compiles anew.
 
-    A long run cut into chunks (to show progress, say) passes `steps_before` (steps already taken) and
-    `total_steps`, so that the error names the step of the whole run.
+def _check_count(value, name: str) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    return int(value)
 
-    `loop="python"` iterates one jitted step from Python instead of `lax.scan`, with the same keys (the result agrees up
-    to floating-point rounding). Use it
-    for convolutional networks on CPU, where XLA runs the gradients of convolutions several times slower inside a
-    compiled loop than in a single jitted step (`benchmarks/train_throughput.py` measures it).
-    """
-    if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive integer; got {num_steps!r}")
-    if loop not in LOOPS:
-        raise ValueError(f"unknown loop {loop!r}; expected one of {', '.join(map(repr, LOOPS))}")
+
+def _one_program(key, algorithm: Algorithm, state, num_steps: int, trace_fn, name, steps_before, total_steps, loop):
+    """`num_steps` steps in one compiled program (or one jitted step from Python): the keys are
+    `jax.random.split(key, num_steps)`. Raises `DivergenceError` naming the first bad step of the whole run."""
     iterate = _scan if loop == "scan" else _python_loop
-    final, first_bad, keys, trace = iterate(key, state, algorithm.step, int(num_steps), trace_fn or _state_and_info)
+    final, first_bad, keys, trace = iterate(key, state, algorithm.step, num_steps, trace_fn)
     first_bad = int(first_bad)
     if first_bad:
         # Recompute the state before the step that broke, then redo that step (jitted, as in the run) to name the
         # quantity that became non-finite.
         before_bad = _replay(keys[: first_bad - 1], state, algorithm.step) if first_bad > 1 else state
         bad_state, bad_info = jax.jit(algorithm.step)(keys[first_bad - 1], before_bad)
+        field = _first_bad_field(bad_state, bad_info)
         raise DivergenceError(
             f"{name} diverged at step {first_bad + steps_before} of {total_steps or num_steps}: "
-            f"{_first_bad_field(bad_state, bad_info)} became NaN or infinite.\n"
+            f"{field} became NaN or infinite.\n"
             f"Usual causes: a step size too large for the target's curvature, or a log density\n"
-            f"that is not finite where the approximation puts mass."
-        )
+            f"that is not finite where the approximation puts mass.",
+            step=first_bad + steps_before, field=field)
     return final, trace
 
 
-def run_measured(key, algorithm: Algorithm, state, num_steps: int, every: int, measure: Callable, name: str = "the run",
-                 loop: str = "scan"):
-    """Run `num_steps` steps in chunks of `every`, calling `measure(state)` at the start and after each chunk: a
-    convergence curve of any quantity (a distance to a reference, say) without tracing every state.
+def _chunked(key, algorithm: Algorithm, state, num_steps: int, trace_fn, chunk, measure, bar, name, steps_before,
+             total_steps, loop):
+    """The run cut into compiled chunks; chunk c gets the c-th key of `jax.random.split(key, num_chunks)`."""
+    if chunk is None:
+        return _one_program(key, algorithm, state, num_steps, trace_fn, name, steps_before, total_steps, loop)
+    total = total_steps or steps_before + num_steps
+    traces, done, elapsed = [], 0, 0.0
+    steps, values, seconds = ([0], [measure(state)], [0.0]) if measure else (None, None, None)
+    for k in jax.random.split(key, -(-num_steps // chunk)):
+        todo = min(chunk, num_steps - done)
+        start = time.perf_counter()
+        state, trace = _one_program(k, algorithm, state, todo, _no_trace if measure else trace_fn, name,
+                                    steps_before + done, total, loop)
+        jax.block_until_ready(state)
+        elapsed += time.perf_counter() - start
+        done += todo
+        if bar is not None:
+            bar.update(todo)
+        if measure:
+            steps.append(done)
+            values.append(measure(state))
+            seconds.append(elapsed)
+        else:
+            traces.append(trace)
+    if measure:
+        return state, Measured(np.asarray(steps), values, np.asarray(seconds))
+    return state, jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *traces)
 
-    Returns `(final_state, steps, measurements)` with steps = 0, every, 2·every, …, num_steps. Chunk c uses the
-    c-th key of `jax.random.split(key, num_chunks)`; every chunk of the same length reuses one compiled program."""
-    if not isinstance(every, (int, np.integer)) or every < 1 or not isinstance(num_steps, (int, np.integer)) or num_steps % every:
-        raise ValueError(f"every must be a positive integer dividing num_steps={num_steps!r}; got {every!r}")
-    num_chunks = num_steps // every
-    steps, measurements = [0], [measure(state)]
-    for c, k in enumerate(jax.random.split(key, num_chunks)):
-        state, _ = run(k, algorithm, state, every, trace_fn=_no_trace, name=name, steps_before=c * every,
-                       total_steps=num_steps, loop=loop)
-        steps.append((c + 1) * every)
-        measurements.append(measure(state))
-    return state, np.asarray(steps), measurements
+
+def run(key, algorithm: Algorithm, state, num_steps: int, trace_fn: Optional[Callable] = None, *,
+        chunk: Optional[int] = None, measure: Optional[Callable] = None, progress: bool = False,
+        num_replicas: Optional[int] = None, replicas: str = "vmap", loop: str = "scan", name: str = "the run",
+        steps_before: int = 0, total_steps: Optional[int] = None):
+    """Run `num_steps` steps of `algorithm` from `state`: the one driver of `wvi`.
+
+    Returns `(final_state, trace)`. The trace stacks `trace_fn(state, info)` after every step along a leading axis
+    of length `num_steps` (default: the pair `(state, info)`). Raises `DivergenceError` naming the first step
+    (1-based, counted over the whole run) at which the state or the info held a NaN or an infinity.
+
+    Args:
+      key: a `jax.random` key. Without `chunk` the steps use `jax.random.split(key, num_steps)`; with `chunk`,
+        chunk c uses the c-th key of `jax.random.split(key, ⌈num_steps / chunk⌉)`, split again per step. The same
+        key and chunk give the same result, with or without a progress bar or measurements.
+      algorithm: an `Algorithm` (`init`, `step`).
+      state: the starting state (with a leading replica axis when `num_replicas` is given).
+      num_steps: the number of steps, a positive integer.
+      trace_fn: `(state, info) -> pytree` recorded after every step, inside the compiled program.
+      chunk: run in compiled programs of `chunk` steps (the last may be shorter): the granularity of the progress
+        bar and of `measure`. Every chunk of the same length reuses one compiled program.
+      measure: `state -> value`, called eagerly (any Python) at the start and after every chunk; requires `chunk`
+        and replaces the per-step trace: the trace returned is `Measured(steps, values)`, a convergence curve of any
+        quantity without tracing every state.
+      progress: show a tqdm progress bar, updated after every chunk.
+      num_replicas: `state` holds that many independent replicas along a leading axis; each step key is split into
+        one key per replica (`replicate`). The trace gains a replica axis after the step axis.
+      replicas: "vmap" steps the replicas together in one program (`replicate`); "sequential" runs one replica
+        after the other with the same keys (for replicas that do not fit in memory together). They agree up to
+        floating-point rounding, which a long chaotic run can amplify.
+      loop: "scan" (`jax.lax.scan`, one compiled program per chunk) or "python" (one jitted step called from Python,
+        the same keys; the result agrees up to rounding). Use "python" for convolutional networks on CPU, where XLA
+        runs convolution gradients several times slower inside a compiled loop (`benchmarks/train_throughput.py`).
+      name: how the error message names the run.
+      steps_before, total_steps: for a run continued from an earlier one, so that the error names the step of the
+        whole run.
+
+    Compiled programs are cached on the step function (`compiled`): calling `run` again with the same algorithm and
+    `trace_fn` objects reuses them, while a new `lambda` as `trace_fn` on every call compiles anew.
+    """
+    num_steps = _check_count(num_steps, "num_steps")
+    check_choice(loop, LOOPS, "loop")
+    check_choice(replicas, REPLICA_MODES, "replicas")
+    if chunk is not None:
+        chunk = _check_count(chunk, "chunk")
+    if measure is not None:
+        if chunk is None:
+            raise ValueError("measure is called after every chunk: give chunk too (run(..., chunk=k, measure=f))")
+        if trace_fn is not None:
+            raise ValueError("give either trace_fn (recorded after every step) or measure (after every chunk), not both")
+    trace_fn = trace_fn or _state_and_info
+    bar = None
+    if progress:
+        from tqdm import tqdm  # the plain bar: tqdm.auto warns in kernels without ipywidgets
+
+        bar = tqdm(total=num_steps * (num_replicas if replicas == "sequential" and num_replicas else 1), desc=name)
+    try:
+        if num_replicas is None:
+            return _chunked(key, algorithm, state, num_steps, trace_fn, chunk, measure, bar, name, steps_before,
+                            total_steps, loop)
+        num_replicas = _check_count(num_replicas, "num_replicas")
+        if replicas == "vmap":
+            return _chunked(key, replicate(algorithm, num_replicas), state, num_steps, trace_fn, chunk, measure, bar,
+                            name, steps_before, total_steps, loop)
+        finals, traces = [], []
+        for r in range(num_replicas):
+            one = Algorithm(algorithm.init, _replica_step(algorithm.step, num_replicas, r))
+            final, trace = _chunked(key, one, replica(state, r), num_steps, trace_fn, chunk, measure, bar,
+                                    f"{name} (replica {r})", steps_before, total_steps, loop)
+            finals.append(final)
+            traces.append(trace)
+        stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *finals)
+        if measure:
+            values = [jax.tree_util.tree_map(lambda *xs: np.stack(xs), *v) for v in zip(*(t.values for t in traces))]
+            return stacked, Measured(traces[0].steps, values, np.sum([t.seconds for t in traces], axis=0))
+        return stacked, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs, axis=1), *traces)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def replica(tree, index: int):
+    """Replica `index` of a pytree stacked along a leading replica axis (as `run(..., num_replicas=n)` returns)."""
+    return jax.tree_util.tree_map(lambda a: a[index], tree)
+
+
+def trace_state(state, info):
+    """The trace function that records every state (`run(..., trace_fn=trace_state)`: the iterates 1..n; put the
+    start in front with `prepend`)."""
+    return state
+
+
+def trace_loss(state, info):
+    """The trace function that records the info's `loss` after every step (`run(..., trace_fn=trace_loss)`): one
+    module-level function, so every run that uses it shares its compiled program."""
+    return info.loss
+
+
+def _replica_step(step, num_replicas: int, index: int):
+    """Replica `index`'s step with the key it gets under vmap (one object per (step, replica), kept on `step` by
+    `compiled`: compiled once, reused by later runs, freed with the algorithm)."""
+    def one(key, state):
+        return step(jax.random.split(key, num_replicas)[index], state)
+
+    return compiled(step, ("replica", num_replicas, index), lambda: one)
 
 
 def _no_trace(state, info):
@@ -206,29 +329,32 @@ def prepend(first, stacked):
 
 
 def replicate(algorithm: Algorithm, num_replicas: int) -> Algorithm:
-    """`num_replicas` independent copies of `algorithm`, started from one state and stepped together with vmap.
+    """`num_replicas` independent copies of `algorithm`, stepped together with vmap.
 
-    `init` takes the same arguments as `algorithm.init` (validated once) and broadcasts the state; each `step`
-    splits its key into one key per replica. Used to measure Monte Carlo spread across seeds in one program.
+    `init` takes the same arguments as `algorithm.init` (validated once) and broadcasts the state to a leading
+    replica axis (to start replicas from different points, use `jax.vmap(algorithm.init)` instead); `step` splits
+    its key into one key per replica. `run(..., num_replicas=n)` runs an algorithm this way (or one replica after
+    the other). The returned step is the same object for the same (algorithm.step, num_replicas), so its compiled
+    programs are reused (`compiled`).
     """
-    if not isinstance(num_replicas, (int, np.integer)) or num_replicas < 1:
-        raise ValueError(f"num_replicas must be a positive integer; got {num_replicas!r}")
+    num_replicas = _check_count(num_replicas, "num_replicas")
 
     def init(*args, **kwargs):
         state = algorithm.init(*args, **kwargs)
         return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (num_replicas,) + jnp.shape(x)), state)
 
-    def step(key, state):
-        return jax.vmap(algorithm.step)(jax.random.split(key, num_replicas), state)
+    def make():
+        def step(key, state):
+            return jax.vmap(algorithm.step)(jax.random.split(key, num_replicas), state)
 
-    return Algorithm(init, step)
+        return step
+
+    return Algorithm(init, compiled(algorithm.step, ("vmap", num_replicas), make))
 
 
 def seconds_per_step(algorithm: Algorithm, state, num_steps: int = 50, key=None) -> float:
     """Wall time of one jitted `step`, averaged over `num_steps` calls after a warm-up call (compilation excluded).
     For the book's timing cells (marked NBVAL_IGNORE_OUTPUT); benchmarks compare such times within one run."""
-    import time
-
     if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive integer; got {num_steps!r}")
     step = jax.jit(algorithm.step)

@@ -1,11 +1,11 @@
 """Permutation symmetries of network parameters, and the alignment of two mean-field Gaussian posteriors.
 
 Permuting the hidden units of a layer (the output axis of the weights into it, the input axis of the weights out of
-it; with `wvi.nn`'s (fan_in, fan_out) layout, columns and rows respectively; entries of
+it; with `wvi.networks`' (fan_in, fan_out) layout, columns and rows respectively; entries of
 its bias and norm parameters) leaves the network's function unchanged. A `PermutationSpec` says which permutation
 acts on which axis of which parameter leaf; leaves are named by their pytree path (`jax.tree_util.keystr`, e.g.
 "[0]['w']" or "['blocks'][3]['conv1']"). `permute` applies permutations to a parameter pytree or, alike, to the
-means and standard deviations of a `wvi.nn.MeanField`.
+means and standard deviations of a `wvi.bnn.MeanField`.
 
 `align(q0, q1, spec, cost)` is Algorithm 1 of Rossi et al. (Git Re-Basin's weight matching with a Wasserstein
 cost). For mean-field Gaussians, W2²(P#q1, q0) = ‖m0 − P m1‖² + ‖s0 − P s1‖² (Eq. 17), so minimising it over
@@ -95,7 +95,7 @@ def check_spec(spec: PermutationSpec, params) -> dict:
 
 
 def mlp_spec(params: list) -> PermutationSpec:
-    """The spec of `wvi.nn` MLPs (a list of {"w": (in, out), "b": (out,)}): one permutation "P{i}" per hidden layer,
+    """The spec of `wvi.networks` MLPs (a list of {"w": (in, out), "b": (out,)}): one permutation "P{i}" per hidden layer,
     acting on the outputs of layer i and on the inputs of layer i + 1."""
     params = _mean_pytree(params)
     num = len(params)
@@ -109,7 +109,7 @@ def mlp_spec(params: list) -> PermutationSpec:
 
 
 def resnet20_spec(params: dict) -> PermutationSpec:
-    """The spec of `wvi.nn.resnet20_init` parameters, as in Git Re-Basin: one permutation per block group along the
+    """The spec of `wvi.networks.resnet20_init` parameters, as in Git Re-Basin: one permutation per block group along the
     residual stream ("res0", "res1", "res2", shared by the stem, each block's second conv and norm, the projection
     shortcuts and the head) and one per block for its inner channels ("block{i}"). Norm parameters (scale, bias,
     FRN's τ) take their channels' permutation."""
@@ -225,7 +225,7 @@ def _arrays(q, cost: str, name: str, dtype=np.float64) -> tuple[dict, Optional[d
         stds = {k: np.exp(np.asarray(v, dtype)) for k, v in leaves_by_path(q.log_std).items()}
         return means, stds
     if cost != "mean":
-        raise ValueError(f"{name} must be a wvi.nn.MeanField for cost {cost!r} (it uses the standard deviations); "
+        raise ValueError(f"{name} must be a wvi.bnn.MeanField for cost {cost!r} (it uses the standard deviations); "
                          f"plain parameters can only be aligned with cost='mean'")
     return {k: np.asarray(v, dtype) for k, v in leaves_by_path(q).items()}, None
 

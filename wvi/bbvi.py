@@ -27,12 +27,11 @@ stabilisation: it multiplies the whole gradient by a positive batch constant (r_
 estimator is then no longer unbiased for ∇D_f. Every divergence but reverse KL needs a normalised log p.
 `unbiasedness` measures both statements against jax.grad of a grid quadrature (Part II, "Mixtures in 1D").
 
-**NGVI** (`ngvi`) is the natural-gradient baseline of Part II's "Particles in parameter space": the Bayesian
-learning rule on (m, P = Σ⁻¹), P ← (1 − β)P + β E[−∇² log p], m ← m + β P⁻¹ E[∇ log p] (`wvi.mixtures.blr_update`).
+**NGVI** (`wvi.ngvi`) is the natural-gradient baseline of Part II's "Particles in parameter space": the Bayesian
+learning rule on (m, P = Σ⁻¹), P ← (1 − β)P + β E[−∇² log p], m ← m + β P⁻¹ E[∇ log p] (`wvi.ngvi.blr_update`).
 """
 from __future__ import annotations
 
-import time
 from typing import Callable, NamedTuple
 
 import jax
@@ -43,8 +42,9 @@ import optax
 from wvi import divergences, flows
 from wvi import gaussian as G
 from wvi import mixtures as M
-from wvi._checks import check_choice, is_concrete
-from wvi.algorithm import Algorithm, run_measured
+from wvi import _checks
+from wvi._checks import check_choice
+from wvi.algorithm import Algorithm
 
 ESTIMATORS = ("rep", "path")
 RATIO_SCALINGS = ("none", "max")
@@ -71,14 +71,8 @@ class BBVIInfo(NamedTuple):
 
 def check_log_density(log_density: Callable, q, name: str = "log_density") -> None:
     """Raise unless `log_density` maps a point of shape (d,) to a finite scalar at q's mean (a mixture's first mean)."""
-    if not callable(log_density):
-        raise ValueError(f"{name} must be a function x -> log p(x); got {type(log_density).__name__}")
     point = q.means[0] if isinstance(q, M.Mixture) else q.mean
-    value = log_density(point)
-    if np.shape(value) != ():
-        raise ValueError(f"{name} must return a scalar for a point of shape {np.shape(point)}; got shape {np.shape(value)}")
-    if is_concrete(value) and not np.isfinite(np.asarray(value)):  # under jit/vmap the value is unknown
-        raise ValueError(f"{name} returned {np.asarray(value)} at the mean of q; expected a finite log density there")
+    _checks.check_log_density(log_density, point, name)
 
 
 def check_family(q, name: str = "q") -> None:
@@ -217,14 +211,26 @@ def unbiased(u: Unbiasedness, k: float = UNBIASED_K) -> bool:
     return bool(np.max(np.abs(u.z)) <= k)
 
 
-def build(log_density: Callable, optimizer: optax.GradientTransformation, num_samples: int, estimator: str = "path",
-          divergence: str = "reverse_kl", ratio_scaling: str = "none") -> Algorithm:
+def bbvi(log_density: Callable, optimizer: optax.GradientTransformation, num_samples: int, estimator: str = "path",
+         divergence: str = "reverse_kl", ratio_scaling: str | None = None) -> Algorithm:
     """BBVI as an `Algorithm`: `init(q0) -> BBVIState`, `step(key, state) -> (BBVIState, BBVIInfo)`.
 
     Each step draws `num_samples` standard-normal vectors (per component for a mixture), forms the rep or path
     gradient of the divergence, and applies one update of `optimizer` (plain `optax.sgd(η)` gives the Euler scheme
     of Part I). `q0` may be a Gaussian, a DiagGaussian or a `wvi.mixtures.Mixture`; the info's loss is D̂_f.
+
+    Args:
+      log_density: x -> log p(x) for a point of shape (d,), unnormalised for reverse KL; the other divergences need
+        it normalised, or `ratio_scaling="max"`.
+      optimizer: any optax GradientTransformation on the family's parameters.
+      num_samples: draws per step (per component for a mixture).
+      estimator: "path" (path derivative) or "rep" (reparameterisation; reverse KL only).
+      divergence: a name of `wvi.divergences` ("reverse_kl", "forward_kl", "chi2", "hellinger", …).
+      ratio_scaling: "none" or "max" (module docstring); None picks "none" for reverse KL and "max" otherwise, the
+        only choice invariant to an unknown evidence Z (Part III, "Bayesian logistic regression").
     """
+    if ratio_scaling is None:
+        ratio_scaling = "none" if divergence == "reverse_kl" else "max"
     check_choice(estimator, ESTIMATORS, "estimator")
     divergences.get(divergence)
     check_choice(ratio_scaling, RATIO_SCALINGS, "ratio_scaling")
@@ -246,53 +252,6 @@ def build(log_density: Callable, optimizer: optax.GradientTransformation, num_sa
         q = optax.apply_updates(state.q, updates)
         grad_norm = jnp.sqrt(sum(jnp.vdot(g, g) for g in jax.tree_util.tree_leaves(grad)))
         return BBVIState(q, opt_state), BBVIInfo(loss, grad_norm)
-
-    return Algorithm(init, step)
-
-
-class NGVIState(NamedTuple):
-    mean: jax.Array
-    precision: jax.Array  # P = Σ⁻¹
-
-    @property
-    def approximation(self) -> G.Gaussian:
-        """N(m, P⁻¹), with the Cholesky factor of P⁻¹ as its scale."""
-        return G.Gaussian(self.mean, jnp.linalg.cholesky(jnp.linalg.inv(self.precision)))
-
-    def sample(self, key, num_samples: int) -> jax.Array:
-        """Draws (num_samples, d) from N(m, P⁻¹)."""
-        return G.sample(key, self.approximation, num_samples)
-
-
-def ngvi(log_density: Callable, step_size: float, num_samples: int, safeguard: bool = True) -> Algorithm:
-    """Natural-gradient VI for a full-covariance Gaussian (the Bayesian learning rule; module docstring).
-
-    init(q0: Gaussian) -> NGVIState; step(key, state) draws z ~ N(0, I) of shape (n, d), x = m + L⁻ᵀz with P = LLᵀ,
-    and averages ∇(−log p) and ∇²(−log p) (exact per sample) over the draws. `safeguard` adds Lin et al.'s
-    β²/2 G P⁻¹ G, which keeps P positive definite where p's Hessian is indefinite.
-    """
-    if not callable(log_density):
-        raise ValueError(f"log_density must be a function x -> log p(x); got {type(log_density).__name__}")
-    if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer; got {num_samples!r}")
-    if not step_size > 0:
-        raise ValueError(f"step_size must be positive; got {step_size!r}")
-    neg_grad = jax.vmap(jax.grad(lambda x: -log_density(x)))
-    neg_hess = jax.vmap(jax.hessian(lambda x: -log_density(x)))
-
-    def init(q0: G.AnyGaussian) -> NGVIState:
-        G.check(q0, "q0")
-        check_log_density(log_density, q0)
-        return NGVIState(q0.mean, jnp.linalg.inv(G.covariance(q0)))
-
-    def step(key, state: NGVIState):
-        noise = jax.random.normal(key, (num_samples, state.mean.shape[0]), dtype=state.mean.dtype)
-        x = M.gaussian_draws(state.mean, state.precision, noise)
-        g, h = jnp.mean(neg_grad(x), axis=0), jnp.mean(neg_hess(x), axis=0)
-        q = G.Gaussian(state.mean, jnp.linalg.cholesky(jnp.linalg.inv(state.precision)))
-        loss = jnp.mean(G.log_prob(q, x) - jax.vmap(log_density)(x))
-        mean, precision = M.blr_update(state.mean, state.precision, g, h, step_size, safeguard)
-        return NGVIState(mean, precision), BBVIInfo(loss, jnp.linalg.norm(g))
 
     return Algorithm(init, step)
 
@@ -380,30 +339,3 @@ def initial(family: str, dim: int, key=None, num_components: int = 3, scale: flo
         raise ValueError("key is needed to draw the mixture components' starting means")
     means = spread * jax.random.normal(key, (num_components, dim))
     return M.uniform(means, jnp.broadcast_to(float(scale) * jnp.eye(dim), (num_components, dim, dim)))
-
-
-class FitResult(NamedTuple):
-    q: object  # the fitted Gaussian, DiagGaussian or Mixture
-    steps: np.ndarray  # steps at which `measure` was taken (0, every, …, num_steps)
-    measurements: list  # measure(q) at those steps
-    seconds: float  # wall time of the run, compilation included
-
-
-def fit(key, log_density: Callable, q0, optimizer: optax.GradientTransformation, num_steps: int, num_samples: int,
-        estimator: str = "path", divergence: str = "reverse_kl", ratio_scaling: str | None = None,
-        every: int | None = None, measure: Callable | None = None) -> FitResult:
-    """`num_steps` steps of `build(...)` from q0, with `measure(q)` every `every` steps (a convergence curve).
-
-    `ratio_scaling=None` picks "none" for reverse KL and "max" otherwise: an unnormalised log density (a posterior)
-    makes r = p/q unknown up to the evidence Z, and only the max-scaled estimator is invariant to it (module
-    docstring). Part III, "Bayesian logistic regression"."""
-    if ratio_scaling is None:
-        ratio_scaling = "none" if divergence == "reverse_kl" else "max"
-    algorithm = build(log_density, optimizer, num_samples, estimator, divergence, ratio_scaling)
-    every = every or num_steps
-    start = time.perf_counter()
-    state, steps, measurements = run_measured(key, algorithm, algorithm.init(q0), num_steps, every,
-                                              (lambda s: measure(s.q)) if measure else (lambda s: None),
-                                              name=f"{estimator}-{divergence} BBVI")
-    jax.block_until_ready(state)
-    return FitResult(state.q, steps, measurements, time.perf_counter() - start)

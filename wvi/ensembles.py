@@ -16,7 +16,7 @@ Q* ∝ exp(−ℓ/λ2)·p (`gibbs_density`); DRLE's is the unique minimiser of F
 `free_energy_minimiser`. Plain DE has no unique limit: where its particles end depends on where they start.
 
 A particle set is any pytree whose leaves carry a leading axis of length N (one slice per ensemble member), so an
-ensemble of MLPs is `jax.vmap(nn.mlp_init)(keys, ...)`. The drift is applied with `optax.sgd`; the Langevin noise
+ensemble of MLPs is `jax.vmap(networks.mlp_init)(keys, ...)`. The drift is applied with `optax.sgd`; the Langevin noise
 √(2 λ2 η) is calibrated for that plain SGD step.
 """
 from __future__ import annotations
@@ -30,9 +30,9 @@ import optax
 from jax.flatten_util import ravel_pytree
 from scipy.integrate import trapezoid
 
-from wvi import nn
+from wvi import networks
 from wvi._checks import check_choice, check_finite
-from wvi.algorithm import Algorithm, resample_particles, run
+from wvi.algorithm import Algorithm, resample_particles, run, trace_loss
 
 METHODS = ("de", "dle", "drle")
 
@@ -156,7 +156,7 @@ def _check_lambda(value, name):
         raise ValueError(f"{name} must be a finite number ≥ 0; got {value!r}")
 
 
-def build(loss_fn: Callable, method: str, learning_rate: float, *, lam1: float = 0.0, lam2: float = 0.0,
+def ensemble(loss_fn: Callable, method: str, step_size: float, *, lam1: float = 0.0, lam2: float = 0.0,
           prior_std: Union[float, Any] = 1.0, bandwidth: Union[float, str] = "median", num_prior_samples: int = 200,
           loss_takes_key: bool = False) -> Algorithm:
     """DE, DLE or DRLE (see the module docstring) as `init(particles, key=None)` / `step(key, state)`.
@@ -170,8 +170,8 @@ def build(loss_fn: Callable, method: str, learning_rate: float, *, lam1: float =
     check_choice(method, METHODS, "ensemble method")
     _check_lambda(lam1, "lam1")
     _check_lambda(lam2, "lam2")
-    if not (np.isscalar(learning_rate) and learning_rate > 0):
-        raise ValueError(f"learning_rate must be positive; got {learning_rate!r}")
+    if not (np.isscalar(step_size) and step_size > 0):
+        raise ValueError(f"step_size must be positive; got {step_size!r}")
     if method == "de" and (lam1 or lam2):
         raise ValueError(f"method 'de' has no regulariser; got lam1={lam1}, lam2={lam2} (use 'dle' or 'drle')")
     if method == "dle" and lam1:
@@ -187,7 +187,7 @@ def build(loss_fn: Callable, method: str, learning_rate: float, *, lam1: float =
     if not all(np.all(np.asarray(s) > 0) for s in jax.tree_util.tree_leaves(prior_std)):
         raise ValueError(f"prior_std must be positive (a scalar or a pytree shaped like one member); got {prior_std!r}")
 
-    optimizer = optax.sgd(learning_rate)
+    optimizer = optax.sgd(step_size)
     repulsive = method == "drle"
 
     def loss_and_grad(theta, key):
@@ -226,7 +226,7 @@ def build(loss_fn: Callable, method: str, learning_rate: float, *, lam1: float =
         if method != "de":
             leaves, treedef = jax.tree_util.tree_flatten(particles)
             keys = jax.random.split(noise_key, len(leaves))
-            noise_scale = jnp.sqrt(2.0 * lam2 * learning_rate)
+            noise_scale = jnp.sqrt(2.0 * lam2 * step_size)
             leaves = [x + noise_scale * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)]
             particles = jax.tree_util.tree_unflatten(treedef, leaves)
         return EnsembleState(particles, opt_state, state.prior_samples), EnsembleInfo(jnp.mean(losses), sigma)
@@ -364,34 +364,30 @@ def sliced_w2(key, x, y, num_projections: int = 256) -> float:
 
 
 def fit_regression(key, x_train, y_train, method: str = "de", hidden: tuple = (50,), num_members: int = 5,
-                   learning_rate: float = 1e-4, num_steps: int = 1000, batch_size: int = 100, **method_kwargs):
-    """An ensemble of MLP regressors with Gaussian heads (`nn.gaussian_head`), trained by `build(method, ...)` on the
+                   step_size: float = 1e-4, num_steps: int = 1000, batch_size: int = 100, **method_kwargs):
+    """An ensemble of MLP regressors with Gaussian heads (`networks.gaussian_head`), trained by `ensemble(loss, method, ...)` on the
     minibatch Gaussian negative log likelihood ℓ(θ) = Σ_n −log N(y_n; μ_θ(x_n), σ²_θ(x_n)) (`minibatch_loss`).
 
-    Members are drawn from the prior `nn.mlp_prior_std(sizes)`, which DLE and DRLE also use as P. Returns the
+    Members are drawn from the prior `networks.mlp_prior_std(sizes)`, which DLE and DRLE also use as P. Returns the
     stacked final parameters (leading axis: members). The Part IV regression chapter uses it for the UCI protocol.
     """
     x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)
     if x_train.ndim != 2 or y_train.shape != x_train.shape[:1]:
         raise ValueError(f"x_train must be (N, D) and y_train (N,); got {x_train.shape} and {y_train.shape}")
     sizes = (x_train.shape[1], *hidden, 2)
-    prior = nn.mlp_prior_std(sizes)
+    prior = networks.mlp_prior_std(sizes)
 
     def example_loss(params, x, y):
-        mean, log_var = nn.gaussian_head(params, x)
-        return nn.gaussian_nll(mean, log_var, y)
+        mean, log_var = networks.gaussian_head(params, x)
+        return networks.gaussian_nll(mean, log_var, y)
 
     loss = minibatch_loss(example_loss, (x_train, y_train), min(batch_size, x_train.shape[0]))
     kwargs = dict(method_kwargs, prior_std=prior) if method != "de" else method_kwargs
-    algorithm = build(loss, method, learning_rate, loss_takes_key=True, **kwargs)
+    algorithm = ensemble(loss, method, step_size, loss_takes_key=True, **kwargs)
     member_key, init_key, run_key = jax.random.split(key, 3)
-    members = jax.vmap(lambda k: nn.mlp_init(k, sizes, prior))(jax.random.split(member_key, num_members))
-    final, _ = run(run_key, algorithm, algorithm.init(members, init_key), num_steps, trace_fn=_loss_only, name=method)
+    members = jax.vmap(lambda k: networks.mlp_init(k, sizes, prior))(jax.random.split(member_key, num_members))
+    final, _ = run(run_key, algorithm, algorithm.init(members, init_key), num_steps, trace_fn=trace_loss, name=method)
     return final.particles
-
-
-def _loss_only(state, info):
-    return info.loss
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -486,21 +482,21 @@ def gap_verdict(std_gaps: float, std_data: float, std_gaps_de: float, num_member
     return verdict_of(std_gaps / std_data >= threshold, std_gaps / std_gaps_de >= threshold)
 
 
-def step_terms(loss_fn: Callable, particles, learning_rate: float, *, lam1: float = 0.0, lam2: float = 0.0,
+def step_terms(loss_fn: Callable, particles, step_size: float, *, lam1: float = 0.0, lam2: float = 0.0,
                prior_std: Union[float, Any] = 1.0, bandwidth: Union[float, str] = "median", prior_samples=None) -> dict:
-    """How far each part of one DLE/DRLE step (`build`) moves a particle, at `particles`: the mean over particles of
+    """How far each part of one DLE/DRLE step (`ensemble`) moves a particle, at `particles`: the mean over particles of
     the Euclidean norm of η∇ℓ ("gradient"), η λ2 θ/σ0² ("prior"), η λ1 r ("repulsion", with `prior_samples`
     (M, D) drawn from P by the caller) and of the noise √(2 λ2 η) ξ ("noise", its root mean square √(2 λ2 η D)).
     A diagnostic: it says which term drives the particles, e.g. whether the repulsion can matter at all."""
     x = flatten(particles)
     grads = flatten(jax.vmap(jax.grad(loss_fn))(particles))
     norm = lambda v: float(jnp.mean(jnp.linalg.norm(v, axis=1)))
-    out = {"gradient": learning_rate * norm(grads),
-           "prior": learning_rate * lam2 * norm(x / _prior_std_vector(prior_std, particles) ** 2),
-           "noise": float(np.sqrt(2.0 * lam2 * learning_rate * x.shape[1])), "repulsion": 0.0}
+    out = {"gradient": step_size * norm(grads),
+           "prior": step_size * lam2 * norm(x / _prior_std_vector(prior_std, particles) ** 2),
+           "noise": float(np.sqrt(2.0 * lam2 * step_size * x.shape[1])), "repulsion": 0.0}
     if lam1:
         if prior_samples is None:
             raise ValueError("step_terms needs prior_samples (M, D) drawn from P when lam1 > 0")
         sigma = median_bandwidth(x) if bandwidth == "median" else jnp.asarray(bandwidth, x.dtype)
-        out["repulsion"] = learning_rate * lam1 * norm(repulsion(x, jnp.asarray(prior_samples, x.dtype), sigma))
+        out["repulsion"] = step_size * lam1 * norm(repulsion(x, jnp.asarray(prior_samples, x.dtype), sigma))
     return out

@@ -9,7 +9,7 @@ p = N(mp, Σp) the expectations are closed form: ṁ = -Σp⁻¹(m - mp), Σ̇ =
 "The Riemannian submersion"; used in "ODE vs BBVI on a 2D Gaussian").
 
 Provided here: the closed-form and the sample-based velocity, the sample-based forward Euler scheme (the authors'
-"ODE evolution") as an `Algorithm`, forward Euler with exact velocities, an accurate solve with scipy's
+"ODE evolution"), forward Euler with exact velocities in Σ and in S (all three `Algorithm`s), an accurate solve with scipy's
 `solve_ivp`, unadjusted Langevin particles, whose law follows the unrestricted Wasserstein flow of KL, and Stein
 variational gradient descent (SVGD), the kernelised deterministic particle version of that flow (Part II).
 """
@@ -25,7 +25,7 @@ from scipy.integrate import solve_ivp
 
 from wvi import gaussian as G
 from wvi._checks import check_finite, check_ndim
-from wvi.algorithm import Algorithm, prepend, resample_particles
+from wvi.algorithm import Algorithm, resample_particles
 
 
 class BWState(NamedTuple):
@@ -145,43 +145,93 @@ def bw_euler(log_density: Callable, step_size: float, num_samples: int) -> Algor
     return Algorithm(init, step)
 
 
-def bw_euler_gaussian(q0: G.AnyGaussian, target: G.AnyGaussian, step_size: float, num_steps: int) -> BWState:
-    """Forward Euler of the BW flow with the exact velocity for a Gaussian target.
+def _exact_kl(mean, cov, target: G.AnyGaussian):
+    """KL(N(m, Σ)‖p) for a Gaussian p, with the log of the absolute determinant of Σ: finite while Σ is invertible,
+    so that `run` reports where an unstable scheme's entries overflow, not where Σ first leaves the PD cone."""
+    precision = jnp.linalg.inv(G.covariance(target))
+    diff = mean - target.mean
+    log_det_p = jnp.linalg.slogdet(G.covariance(target))[1]
+    return 0.5 * (jnp.trace(precision @ cov) + diff @ precision @ diff - mean.shape[0] + log_det_p
+                  - jnp.linalg.slogdet(cov)[1])
 
-    Returns a BWState whose fields stack the iterates 0..num_steps along a leading axis.
-    """
-    G.check(q0, "q0")
+
+def _check_exact_args(target, step_size):
     G.check(target, "target")
-    G.check_same_dim(q0, target, ("q0", "target"))
+    if not (np.isscalar(step_size) and np.isfinite(step_size) and step_size > 0):
+        raise ValueError(f"step_size must be a positive number; got {step_size!r}")
 
-    def body(state, _):
+
+def bw_euler_exact(target: G.AnyGaussian, step_size: float) -> Algorithm:
+    """Forward Euler of the BW flow with the exact velocity for a Gaussian target p = N(mp, Σp):
+
+        m ← m − η Σp⁻¹(m − mp),     Σ ← Σ + η (2I − Σp⁻¹Σ − ΣΣp⁻¹)     (`bw_velocity_gaussian`).
+
+    init(q0) -> BWState; step(key, state) -> (BWState, BWInfo), the key unused (the scheme is deterministic); the
+    info's loss is the exact KL(q‖p) before the step (with the log of the absolute determinant of Σ). Part I,
+    "ODE vs BBVI on a 2D Gaussian", section 3. `wvi.algorithm.run` with `trace_fn=wvi.algorithm.trace_state` gives
+    the iterates.
+    """
+    _check_exact_args(target, step_size)
+
+    def init(q0: G.AnyGaussian) -> BWState:
+        G.check(q0, "q0")
+        G.check_same_dim(q0, target, ("q0", "target"))
+        return bw_state(q0)
+
+    def step(key, state: BWState):
         d_mean, d_cov = bw_velocity_gaussian(state.mean, state.cov, target)
         new = BWState(state.mean + step_size * d_mean, state.cov + step_size * d_cov)
-        return new, new
+        return new, BWInfo(_exact_kl(state.mean, state.cov, target), jnp.linalg.norm(d_mean), jnp.linalg.norm(d_cov))
 
-    start = bw_state(q0)
-    _, path = jax.lax.scan(body, start, None, length=num_steps)
-    return prepend(start, path)
+    return Algorithm(init, step)
 
 
-def scale_euler_gaussian(q0: G.Gaussian, target: G.AnyGaussian, step_size: float, num_steps: int) -> G.Gaussian:
-    """Forward Euler on (m, S) with the exact gradient of KL(q‖p) for a Gaussian target: the expected BBVI step.
+class ScaleState(NamedTuple):
+    """A Gaussian N(m, SSᵀ) moved through its parameters (m, S)."""
 
-    m ← m - η ∇_m KL, S ← S - η ∇_S KL. Both BBVI estimators are unbiased for this gradient; pushed through
-    π(S) = SSᵀ one step is `bw_euler_gaussian`'s step plus η²VVᵀ, V = -∇_S KL (book/part1/submersion.ipynb).
-    Returns the iterates 0..num_steps stacked along a leading axis, like `bw_euler_gaussian`.
+    q: G.Gaussian
+
+    @property
+    def approximation(self) -> G.Gaussian:
+        """The Gaussian itself."""
+        return self.q
+
+    def sample(self, key, num_samples: int) -> jax.Array:
+        """Draws (num_samples, d) from q."""
+        return G.sample(key, self.q, num_samples)
+
+
+class ScaleInfo(NamedTuple):
+    loss: jax.Array  # the exact KL(q‖p) before the step
+    grad_norm: jax.Array  # ‖(∇_m KL, ∇_S KL)‖
+
+
+def scale_euler_exact(target: G.AnyGaussian, step_size: float) -> Algorithm:
+    """Forward Euler on (m, S) with the exact gradient of KL(q‖p) for a Gaussian target: the expected BBVI step,
+
+        m ← m − η ∇_m KL,     S ← S − η ∇_S KL.
+
+    Both BBVI estimators are unbiased for this gradient; pushed through π(S) = SSᵀ one step is `bw_euler_exact`'s
+    step plus η²VVᵀ, V = −∇_S KL (Part I, "The Riemannian submersion"). init(q0: Gaussian) -> ScaleState;
+    step(key, state) -> (ScaleState, ScaleInfo), the key unused.
     """
-    G.check(q0, "q0")
-    G.check(target, "target")
-    G.check_same_dim(q0, target, ("q0", "target"))
-    kl_gradient = jax.grad(G.kl)
+    _check_exact_args(target, step_size)
+    kl_and_gradient = jax.value_and_grad(G.kl)
 
-    def body(q, _):
-        q = jax.tree_util.tree_map(lambda w, g: w - step_size * g, q, kl_gradient(q, target))
-        return q, q
+    def init(q0: G.Gaussian) -> ScaleState:
+        G.check(q0, "q0")
+        G.check_same_dim(q0, target, ("q0", "target"))
+        if not isinstance(q0, G.Gaussian):
+            raise ValueError(f"q0 must be a full-covariance Gaussian (mean, scale); got {type(q0).__name__}")
+        return ScaleState(q0)
 
-    _, path = jax.lax.scan(body, q0, None, length=num_steps)
-    return prepend(q0, path)
+    def step(key, state: ScaleState):
+        loss, grad = kl_and_gradient(state.q, target)
+        q = jax.tree_util.tree_map(lambda w, g: w - step_size * g, state.q, grad)
+        grad_norm = jnp.sqrt(sum(jnp.vdot(g, g) for g in jax.tree_util.tree_leaves(grad)))
+        return ScaleState(q), ScaleInfo(loss, grad_norm)
+
+    return Algorithm(init, step)
 
 
 def solve_bw_ode(q0: G.AnyGaussian, target: G.AnyGaussian, times, rtol: float = 1e-11, atol: float = 1e-12) -> BWState:

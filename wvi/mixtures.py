@@ -23,7 +23,7 @@ with q_ρ held fixed inside ψ. Two preconditioners:
 
     We split log q_ρ = log N(λ_k) + log(q_ρ / N(λ_k)): the Gaussian part has E[∇ log N] = 0 and E[∇² log N] = −P_k
     exactly, and only ψ_k = log(q_ρ/N(λ_k)) − log p is estimated by Monte Carlo. For K = 1 the ratio is 1 and the
-    step is NGVI's (`wvi.bbvi.ngvi`): P ← (1 − β)P + β E[−∇² log p], m ← m + β P⁻¹ E[∇ log p].
+    step is NGVI's (`wvi.ngvi.ngvi`): P ← (1 − β)P + β E[−∇² log p], m ← m + β P⁻¹ E[∇ log p].
 
     The safeguard is the "improved Bayesian learning rule" of Lin, Schmidt & Khan (2020), the mirror-descent
     correction Nguyen et al. adopt for targets whose Hessian is indefinite: P + βG + β²/2 GP⁻¹G =
@@ -39,11 +39,11 @@ import jax.numpy as jnp
 import jax.scipy.stats
 import numpy as np
 import optax
-from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import logsumexp
 
-from wvi._checks import check_finite, check_ndim, is_concrete
+from wvi._checks import check_finite, check_log_density, check_ndim, is_concrete
 from wvi.algorithm import Algorithm
+from wvi.ngvi import blr_update, gaussian_draws
 
 
 class Mixture(NamedTuple):
@@ -77,8 +77,11 @@ def check(q: Mixture, name: str = "q") -> None:
 
 def from_weights(weights, means, covs) -> Mixture:
     """The mixture with the given weights (non-negative, finite, not all zero; normalised here), means (K, d) and
-    covariances (K, d, d), each symmetric positive definite."""
-    weights, means, covs = (jnp.asarray(a, dtype=jnp.result_type(float)) for a in (weights, means, covs))
+    covariances (K, d, d), each symmetric positive definite. Floating inputs keep their precision (all three in
+    the widest of theirs); Python numbers and integers become JAX's default float."""
+    arrays = [jnp.asarray(a) for a in (weights, means, covs)]
+    dtype = jnp.result_type(*arrays, 0.0)  # 0.0 (weakly typed) makes integers floating without widening floats
+    weights, means, covs = (a.astype(dtype) for a in arrays)
     check_ndim(weights, 1, "weights", "a vector of shape (K,)")
     check_finite(weights, "weights")
     check_ndim(means, 2, "means", "an array of shape (K, d)")
@@ -263,12 +266,7 @@ def _check_start(q0: Mixture, log_density: Callable) -> None:
     check(q0, "q0")
     if is_concrete(q0.logits) and not np.allclose(np.asarray(q0.logits), np.asarray(q0.logits)[0]):
         raise ValueError("q0 must be equally weighted (all logits equal): particles carry equal mass 1/K")
-    value = log_density(q0.means[0])
-    if np.shape(value) != ():
-        raise ValueError(f"log_density must return a scalar for a point of shape ({dim(q0)},); got shape {np.shape(value)}")
-    if is_concrete(value) and not np.isfinite(np.asarray(value)):  # under jit/vmap the value is unknown
-        raise ValueError(f"log_density returned {np.asarray(value)} at the first component's mean; expected a finite "
-                         "log density")
+    check_log_density(log_density, q0.means[0], where="the first component's mean")
 
 
 def flow_gradient(log_density: Callable, q: Mixture, noise):
@@ -310,23 +308,6 @@ def gflow_vi(log_density: Callable, optimizer: optax.GradientTransformation, num
     return Algorithm(init, step)
 
 
-def blr_update(mean, precision, grad, hessian, step_size: float, safeguard: bool = True):
-    """One Bayesian-learning-rule step of a Gaussian N(mean, precision⁻¹) for the loss E_q[ℓ] − H(q), given
-    g = E_q[∇ℓ] and H = E_q[∇²ℓ]: G = H − P, P ← P + βG (+ β²/2 G P⁻¹ G with the safeguard), m ← m − β P⁻¹ g."""
-    g_mat = 0.5 * (hessian + hessian.T) - precision
-    new_precision = precision + step_size * g_mat
-    if safeguard:
-        new_precision = new_precision + 0.5 * step_size**2 * g_mat @ jnp.linalg.solve(precision, g_mat)
-    new_precision = 0.5 * (new_precision + new_precision.T)
-    return mean - step_size * jnp.linalg.solve(new_precision, grad), new_precision
-
-
-def gaussian_draws(mean, precision, noise):
-    """x = m + L⁻ᵀ z with P = L Lᵀ (Cholesky of the precision), so that Cov x = P⁻¹; noise of shape (n, d)."""
-    chol = jnp.linalg.cholesky(precision)
-    return mean + solve_triangular(chol, noise.T, lower=True, trans="T").T
-
-
 def to_mixture(state: NGFlowState) -> Mixture:
     """The equally weighted mixture of N(m_k, P_k⁻¹) held by an NGFlow-VI state."""
     scales = jnp.linalg.cholesky(jnp.linalg.inv(state.precisions))
@@ -338,7 +319,7 @@ def ngflow_vi(log_density: Callable, step_size: float, num_samples: int, safegua
 
     init(q0: Mixture, equal weights) -> NGFlowState; step(key, state). Gradients and Hessians of
     ψ_k = log(q_ρ / N(λ_k)) − log p are exact per sample (autodiff) and averaged over `num_samples` draws from each
-    component. For K = 1 the step is `wvi.bbvi.ngvi`'s. `safeguard=False` gives the plain rule, whose precision can
+    component. For K = 1 the step is `wvi.ngvi.ngvi`'s. `safeguard=False` gives the plain rule, whose precision can
     lose positive definiteness where p's Hessian is indefinite.
     """
     _check_flow_args(log_density, num_samples)

@@ -10,8 +10,13 @@ Part II (Yi & Liu §5; Nguyen et al. §4) states normalised log densities, becau
 depends on the normalising constant::
 
     rosenbrock(x)  = −(x₁ − 1)² − (x₂ − x₁²)² − log π        ("banana"; ∫ e^{−(x₁−1)²} e^{−(x₂−x₁²)²} = π)
-    MIXTURE_1D     = 0.4 N(−1, 0.5²) + 0.3 N(0.8, 0.5²) + 0.3 N(3, 0.8²)        (Yi & Liu, Appendix B.1)
-    FOUR_GAUSSIANS = an equal mixture of four correlated 2D Gaussians (our choice: Nguyen et al. do not state theirs)
+    mixture_1d_target()     = 0.4 N(−1, 0.5²) + 0.3 N(0.8, 0.5²) + 0.3 N(3, 0.8²)   (Yi & Liu, Appendix B.1)
+    four_gaussians_target() = an equal mixture of four correlated 2D Gaussians (ours: Nguyen et al. do not state
+                              theirs); `mixture_1d` and `four_gaussians` are their log densities
+
+Targets are built by functions, in the precision asked for (by default JAX's default float, float64 once a chapter
+switches it on): nothing is built at import, which would fix the precision before a chapter chooses it and start the
+JAX backend (and its preallocation of GPU memory) on `import wvi`.
 
 Part III (Yi & Liu §5.3) is Bayesian logistic regression with labels y ∈ {0, 1} and weights w ∈ R^D:
     log p(w, y | X) = Σ_i [y_i x_iᵀw − softplus(x_iᵀw)] + Σ_j log N(w_j; 0, σ_j²)
@@ -27,7 +32,7 @@ import numpy as np
 from wvi import mixtures
 from wvi._checks import check_finite, check_ndim
 
-FOUR_MODE_CENTRES = jnp.array([[3.0, 3.0], [3.0, -3.0], [-3.0, 3.0], [-3.0, -3.0]])
+FOUR_MODE_CENTRES = np.array([[3.0, 3.0], [3.0, -3.0], [-3.0, 3.0], [-3.0, -3.0]], dtype=np.float32)
 
 
 def double_well(theta):
@@ -52,37 +57,51 @@ def rosenbrock(x):
     return -((x[..., 0] - 1.0) ** 2) - (x[..., 1] - x[..., 0] ** 2) ** 2 - jnp.log(jnp.pi)
 
 
-MIXTURE_1D = mixtures.from_weights(jnp.array([0.4, 0.3, 0.3]), jnp.array([[-1.0], [0.8], [3.0]]),
-                                   jnp.array([[[0.5**2]], [[0.5**2]], [[0.8**2]]]))
+def _float(dtype):
+    return jnp.dtype(dtype) if dtype is not None else jnp.dtype(jnp.result_type(float))
 
 
-def _rotated(stds, angle):
-    c, s = jnp.cos(angle), jnp.sin(angle)
-    rot = jnp.array([[c, -s], [s, c]])
-    return rot @ jnp.diag(jnp.asarray(stds) ** 2) @ rot.T
+def mixture_1d_target(dtype=None) -> mixtures.Mixture:
+    """0.4 N(−1, 0.5²) + 0.3 N(0.8, 0.5²) + 0.3 N(3, 0.8²), Yi & Liu's 1D mixture (Appendix B.1), in `dtype`
+    (default: JAX's default float). Part II, "Mixtures in 1D"."""
+    dtype = _float(dtype)
+    return mixtures.from_weights(jnp.array([0.4, 0.3, 0.3], dtype), jnp.array([[-1.0], [0.8], [3.0]], dtype),
+                                 jnp.array([[[0.5**2]], [[0.5**2]], [[0.8**2]]], dtype))
 
 
-FOUR_GAUSSIANS = mixtures.from_weights(
-    jnp.full((4,), 0.25),
-    jnp.array([[-2.5, 2.0], [2.5, 2.5], [-2.0, -2.5], [2.5, -2.0]]),
-    jnp.stack([_rotated((1.0, 0.4), jnp.pi / 4), _rotated((0.8, 0.5), -jnp.pi / 6),
-               _rotated((0.6, 0.6), 0.0), _rotated((1.1, 0.45), jnp.pi / 3)]),
-)
+def _rotated(stds, angle, dtype):
+    c, s = np.cos(angle), np.sin(angle)
+    rot = np.array([[c, -s], [s, c]])
+    return jnp.asarray(rot @ np.diag(np.asarray(stds) ** 2) @ rot.T, dtype)
+
+
+def four_gaussians_target(dtype=None) -> mixtures.Mixture:
+    """An equal mixture of four correlated 2D Gaussians (ours: Nguyen et al. do not state theirs), in `dtype`
+    (default: JAX's default float). Part II, "Particles in parameter space"."""
+    dtype = _float(dtype)
+    return mixtures.from_weights(
+        jnp.full((4,), 0.25, dtype),
+        jnp.array([[-2.5, 2.0], [2.5, 2.5], [-2.0, -2.5], [2.5, -2.0]], dtype),
+        jnp.stack([_rotated((1.0, 0.4), np.pi / 4, dtype), _rotated((0.8, 0.5), -np.pi / 6, dtype),
+                   _rotated((0.6, 0.6), 0.0, dtype), _rotated((1.1, 0.45), np.pi / 3, dtype)]),
+    )
 
 
 def mixture_1d(x):
-    """log p(x) of MIXTURE_1D for x of shape (..., 1)."""
-    return mixtures.log_prob(MIXTURE_1D, x)
+    """log p(x) of `mixture_1d_target()` for x of shape (..., 1), the target in x's precision."""
+    x = jnp.asarray(x)
+    return mixtures.log_prob(mixture_1d_target(_inexact(x)), x)
 
 
 def four_gaussians(x):
-    """log p(x) of FOUR_GAUSSIANS for x of shape (..., 2)."""
-    return mixtures.log_prob(FOUR_GAUSSIANS, x)
+    """log p(x) of `four_gaussians_target()` for x of shape (..., 2), the target in x's precision."""
+    x = jnp.asarray(x)
+    return mixtures.log_prob(four_gaussians_target(_inexact(x)), x)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Part III: Bayesian logistic regression
-# ----------------------------------------------------------------------------------------------------------------
+def _inexact(x):
+    return x.dtype if jnp.issubdtype(x.dtype, jnp.inexact) else None
+
 
 def check_logistic_data(x, y, prior_std) -> None:
     """Raise unless x is (N, D) and finite, y is (N,) with entries 0 or 1, and prior_std is positive (scalar or (D,))."""

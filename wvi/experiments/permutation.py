@@ -45,8 +45,9 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-from wvi import align, barrier, data, nn
+from wvi import algorithm, align, barrier, bnn, data, networks
 
 
 class Preset(NamedTuple):
@@ -173,15 +174,15 @@ def network(preset: Preset, x_train):
     """(init(key) -> params, apply, spec_fn) of the preset's architecture for inputs like x_train."""
     if preset.arch == "mlp":
         sizes = [x_train.shape[1]] + [preset.width] * 3 + [10]
-        return partial(nn.mlp_he_init, sizes=sizes), partial(nn.mlp_apply, activation="relu"), align.mlp_spec
+        return partial(networks.mlp_he_init, sizes=sizes), partial(networks.mlp_apply, activation="relu"), align.mlp_spec
     if preset.arch == "resnet20":
-        return (lambda key: nn.resnet20_init(key, 10, x_train.shape[-1], preset.width, preset.norm)), nn.resnet20_apply, align.resnet20_spec
+        return (lambda key: networks.resnet20_init(key, 10, x_train.shape[-1], preset.width, preset.norm)), networks.resnet20_apply, align.resnet20_spec
     raise ValueError(f"unknown arch {preset.arch!r}; expected 'mlp' or 'resnet20'")
 
 
 def eval_batch(preset: Preset) -> int:
     """Posterior samples evaluated at once on the barrier's paths: 16, divided by the ResNet's width multiplier so
-    that activation memory (∝ samples × width × `nn.DATA_CHUNK` points) stays that of ResNet20 ×1."""
+    that activation memory (∝ samples × width × `networks.DATA_CHUNK` points) stays that of ResNet20 ×1."""
     return max(1, 16 // preset.width) if preset.arch == "resnet20" else 16
 
 
@@ -233,12 +234,13 @@ def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: in
     `out/checkpoint.npz`; returns (q0, q1, seconds, number of devices holding the replicas)."""
     init_fn, apply, _ = network(preset, x_train)
     prior_std = float(np.sqrt(preset.prior_variance))
-    common = dict(prior_std=prior_std, batch_size=min(preset.batch_size, len(y_train)), learning_rate=preset.learning_rate)
+    common = dict(prior_std=prior_std, batch_size=min(preset.batch_size, len(y_train)),
+                  optimizer=optax.sgd(preset.learning_rate, momentum=0.9))
     if preset.method == "vi":
-        trainer = nn.vi_trainer(apply, x_train, y_train, temperature=preset.temperature, **common)
-        start = jax.vmap(lambda k: nn.meanfield(init_fn(k), preset.std_init))(jax.random.split(jax.random.key(seed), 2))
+        trainer = bnn.meanfield_vi(apply, x_train, y_train, temperature=preset.temperature, **common)
+        start = jax.vmap(lambda k: bnn.meanfield(init_fn(k), preset.std_init))(jax.random.split(jax.random.key(seed), 2))
     elif preset.method == "map":
-        trainer = nn.map_trainer(apply, x_train, y_train, **common)
+        trainer = bnn.map_estimation(apply, x_train, y_train, **common)
         start = jax.vmap(init_fn)(jax.random.split(jax.random.key(seed), 2))
     else:
         raise ValueError(f"unknown method {preset.method!r}; expected 'vi' or 'map'")
@@ -258,12 +260,13 @@ def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: in
     start_time = time.perf_counter()
     for k in range(done, num_segments):
         steps = min(checkpoint_every, preset.steps - k * checkpoint_every)
-        state, segment_losses = nn.train(keys[k], trainer, state, steps, num_replicas=2, chunk=steps, progress=progress,
-                                         name=f"segment {k + 1}/{num_segments}", loop=loop)
+        state, segment_losses = algorithm.run(keys[k], trainer, state, steps, algorithm.trace_loss, num_replicas=2,
+                                              chunk=steps, progress=progress, name=f"segment {k + 1}/{num_segments}",
+                                              loop=loop)
         losses.extend(np.asarray(segment_losses).mean(axis=1).tolist())
         _save_checkpoint(path, state, k + 1, losses, config)
-    q = state.q if preset.method == "vi" else nn.point_mass(state.params)
-    return nn.replica(q, 0), nn.replica(q, 1), time.perf_counter() - start_time, replica_devices
+    q = state.q if preset.method == "vi" else bnn.point_mass(state.params)
+    return algorithm.replica(q, 0), algorithm.replica(q, 1), time.perf_counter() - start_time, replica_devices
 
 
 def versions() -> dict:
@@ -301,7 +304,7 @@ def _run(preset: Preset, out: Path, name: str, checkpoint_every: int, seed: int,
     align_seconds = time.perf_counter() - align_start
     accuracy = {}
     for label, q in (("q0", q0), ("q1", q1)):
-        accuracy[label] = {s: float(nn.accuracy(nn.predictive_log_probs(jax.random.key(seed + 3), q, apply, x,
+        accuracy[label] = {s: float(bnn.accuracy(bnn.predictive_log_probs(jax.random.key(seed + 3), q, apply, x,
                                                                         preset.num_samples, eval_batch(preset)), y))
                            for s, (x, y) in splits.items()}
     record = {

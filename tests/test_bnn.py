@@ -1,0 +1,184 @@
+"""Tests of wvi.bnn: mean-field Gaussian BNNs, their prior, VI and MAP training, the predictive densities."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from functools import partial
+
+from scipy.stats import norm
+
+from wvi import algorithm, bnn, networks
+from wvi.algorithm import DivergenceError
+
+
+def test_the_prior_terms_match_scipy():
+    """log_prior against scipy's normal log density; E_q log p(θ) + H[q] = −KL(q‖p(θ)); a point mass."""
+    params = {"a": jnp.array([0.3, -1.0]), "b": jnp.array([[2.0]])}
+    flat, alpha = np.array([0.3, -1.0, 2.0]), 0.7
+    np.testing.assert_allclose(bnn.log_prior(params, alpha), np.sum(norm.logpdf(flat, scale=alpha)), rtol=1e-12)
+    q = bnn.meanfield(params, {"a": jnp.array([0.5, 0.1]), "b": jnp.array([[1.0]])})
+    np.testing.assert_allclose(bnn.expected_log_prior(q, alpha) + bnn.entropy(q), -bnn.kl_to_prior(q, alpha),
+                               rtol=1e-12)
+    # a point mass's expected log prior is the log prior at its mean
+    tight = bnn.meanfield(params, 1e-9)
+    np.testing.assert_allclose(bnn.expected_log_prior(tight, alpha), bnn.log_prior(params, alpha), rtol=1e-9)
+
+
+def test_kl_to_prior_and_entropy_match_scipy_formulas():
+    q = bnn.meanfield({"a": jnp.array([0.3, -1.0]), "b": jnp.array([[2.0]])}, {"a": jnp.array([0.5, 0.1]), "b": jnp.array([[1.0]])})
+    m, s, alpha = np.array([0.3, -1.0, 2.0]), np.array([0.5, 0.1, 1.0]), 0.7
+    kl = np.sum(np.log(alpha / s) + (s ** 2 + m ** 2) / (2 * alpha ** 2) - 0.5)
+    np.testing.assert_allclose(bnn.kl_to_prior(q, alpha), kl, rtol=1e-12)
+    np.testing.assert_allclose(bnn.entropy(q), np.sum(norm.entropy(scale=s)), rtol=1e-12)
+
+
+def test_meanfield_sampling_moments():
+    q = bnn.meanfield({"w": jnp.array([1.0, -2.0])}, {"w": jnp.array([0.5, 2.0])})
+    draws = jax.vmap(lambda k: bnn.meanfield_sample(k, q)["w"])(jax.random.split(jax.random.key(0), 4000))
+    # sample means within 5 standard errors
+    assert np.all(np.abs(draws.mean(0) - np.array([1.0, -2.0])) < 5 * np.array([0.5, 2.0]) / np.sqrt(4000))
+    with pytest.raises(ValueError, match=r"std\['w'\] must be positive and finite"):
+        bnn.meanfield({"w": jnp.zeros(2)}, {"w": jnp.array([1.0, 0.0])})
+    with pytest.raises(ValueError, match=r"std\['w'\] has shape \(3,\); expected \(2,\)"):
+        bnn.meanfield({"w": jnp.zeros(2)}, {"w": jnp.ones(3)})
+
+
+def test_meanfield_vi_fits_and_replicas_differ():
+    x = jax.random.normal(jax.random.key(0), (200, 2))
+    y = (x[:, 0] + x[:, 1] > 0).astype(jnp.int32)
+    apply = partial(networks.mlp_apply, activation="relu")
+    trainer = bnn.meanfield_vi(apply, x, y, prior_std=1.0, optimizer=optax.sgd(0.05, momentum=0.9), batch_size=50)
+    qs = jax.vmap(lambda k: bnn.meanfield(networks.mlp_he_init(k, [2, 16, 2]), 0.01))(jax.random.split(jax.random.key(1), 2))
+    state, losses = algorithm.run(jax.random.key(2), trainer, jax.vmap(trainer.init)(qs), 600, trace_fn=algorithm.trace_loss, num_replicas=2, chunk=200)
+    assert losses.shape == (600, 2) and np.all(losses[-50:].mean(0) < losses[:50].mean(0))
+    q0 = jax.tree_util.tree_map(lambda a: a[0], state.q)
+    assert bnn.accuracy(bnn.predictive_log_probs(jax.random.key(3), q0, apply, x, 16), y) > 0.9
+    # the same seed (and chunk size) gives the same result; replicas differ
+    again, _ = algorithm.run(jax.random.key(2), trainer, jax.vmap(trainer.init)(qs), 600, trace_fn=algorithm.trace_loss, num_replicas=2, chunk=200)
+    np.testing.assert_array_equal(again.q.mean[0]["w"], state.q.mean[0]["w"])
+    assert not np.allclose(state.q.mean[0]["w"][0], state.q.mean[0]["w"][1])
+
+
+def test_predictive_log_density_is_a_log_mean_of_likelihoods():
+    q = bnn.meanfield(networks.mlp_he_init(jax.random.key(0), [1, 4, 1]), 0.3)
+    apply = partial(networks.mlp_apply, activation="tanh")
+    x, y = jnp.linspace(-1, 1, 7)[:, None], jnp.linspace(0, 1, 7)
+    key = jax.random.key(1)
+    got = bnn.predictive_log_density(key, q, apply, x, y, 8, likelihood="gaussian", noise_std=0.5, batch=3)
+    draws = [apply(bnn.meanfield_sample(k, q), x)[:, 0] for k in jax.random.split(key, 8)]
+    manual = np.log(np.mean([norm.pdf(y, d, 0.5) for d in draws], axis=0))
+    np.testing.assert_allclose(got, manual, rtol=1e-8)
+
+
+def test_predictive_densities_do_not_depend_on_the_data_chunk():
+    q = bnn.meanfield(networks.resnet20_init(jax.random.key(0), 10, 1, 1, "frn"), 0.01)
+    x = jax.random.normal(jax.random.key(1), (11, 8, 8, 1))
+    y = jnp.arange(11) % 10
+    key = jax.random.key(2)
+    whole = bnn.predictive_log_density(key, q, networks.resnet20_apply, x, y, 4)
+    params = bnn.meanfield_sample(key, q)
+    chunked = networks.apply_in_chunks(networks.resnet20_apply, params, x, chunk=4)  # 3 chunks, the last padded with 1 zero image
+    np.testing.assert_allclose(chunked, networks.resnet20_apply(params, x), rtol=1e-5, atol=1e-6)
+    assert chunked.shape == (11, 10)
+    np.testing.assert_allclose(bnn.predictive_log_density(key, q, networks.resnet20_apply, x, y, 4, chunk=4), whole,
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bnn.predictive_log_probs(key, q, networks.resnet20_apply, x, 4, chunk=4),
+                               bnn.predictive_log_probs(key, q, networks.resnet20_apply, x, 4), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="chunk must be a positive integer"):
+        networks.apply_in_chunks(networks.resnet20_apply, params, x, chunk=0)
+
+
+def test_vi_training_errors():
+    x, y = jnp.ones((10, 2)), jnp.zeros(10, jnp.int32)
+    apply = partial(networks.mlp_apply, activation="relu")
+    with pytest.raises(ValueError, match=r"batch_size must be an integer in \[1, 10\]"):
+        bnn.meanfield_vi(apply, x, y, prior_std=1.0, optimizer=optax.sgd(0.1, momentum=0.9), batch_size=20)
+    with pytest.raises(ValueError, match="prior_std must be positive and finite"):
+        bnn.meanfield_vi(apply, x, y, prior_std=-1.0, optimizer=optax.sgd(0.1, momentum=0.9), batch_size=5)
+    with pytest.raises(ValueError, match="unknown likelihood 'poisson'"):
+        bnn.meanfield_vi(apply, x, y, prior_std=1.0, optimizer=optax.sgd(0.1, momentum=0.9), batch_size=5, likelihood="poisson")
+    # a step size far too large: the error names the step and the quantity
+    xs = jax.random.normal(jax.random.key(0), (30, 1))
+    trainer = bnn.meanfield_vi(apply, xs, 100 * xs[:, 0], prior_std=1.0, optimizer=optax.sgd(10.0, momentum=0.9), batch_size=30,
+                            likelihood="gaussian", noise_std=0.01)
+    q = bnn.meanfield(networks.mlp_he_init(jax.random.key(1), [1, 8, 1]), 0.01)
+    with pytest.raises(DivergenceError, match=r"VI training diverged at step \d+ of 500: state\.q"):
+        algorithm.run(jax.random.key(2), trainer, trainer.init(q), 500, algorithm.trace_loss, chunk=100,
+                      name="VI training")
+
+
+def test_log_joint_matches_a_direct_computation():
+    params = networks.mlp_he_init(jax.random.key(0), [2, 3, 2])
+    x = jax.random.normal(jax.random.key(1), (6, 2))
+    y = jnp.array([0, 1, 1, 0, 1, 0])
+    apply = partial(networks.mlp_apply, activation="relu")
+    logits = np.asarray(apply(params, x), np.float64)
+    ll = np.sum(logits[np.arange(6), y] - np.log(np.exp(logits).sum(1)))
+    flat = np.concatenate([np.ravel(a) for a in jax.tree_util.tree_leaves(params)])
+    log_prior = np.sum(norm.logpdf(flat, 0.0, 0.7))
+    np.testing.assert_allclose(bnn.log_joint(params, apply, x, y, prior_std=0.7), ll + log_prior, rtol=1e-10)
+
+
+def test_point_mass_is_a_degenerate_meanfield():
+    params = networks.mlp_he_init(jax.random.key(0), [2, 3, 2])
+    q = bnn.point_mass(params)
+    sample = bnn.meanfield_sample(jax.random.key(1), q)
+    for a, b in zip(jax.tree_util.tree_leaves(sample), jax.tree_util.tree_leaves(params)):
+        np.testing.assert_array_equal(a, b)
+    assert all(np.all(s == 0) for s in jax.tree_util.tree_leaves(q.std))
+
+
+def test_map_estimation_fits_and_matches_its_loss():
+    x = jax.random.normal(jax.random.key(0), (200, 2))
+    y = (x[:, 0] - x[:, 1] > 0).astype(jnp.int32)
+    apply = partial(networks.mlp_apply, activation="relu")
+    trainer = bnn.map_estimation(apply, x, y, prior_std=1.0, optimizer=optax.sgd(0.05, momentum=0.9), batch_size=200)
+    params = networks.mlp_he_init(jax.random.key(1), [2, 16, 2])
+    state, losses = algorithm.run(jax.random.key(2), trainer, trainer.init(params), 300, trace_fn=algorithm.trace_loss, chunk=100)
+    assert losses[-1] < losses[0]
+    # full batch: the loss is minus the log joint per data point, the prior's normaliser included
+    _, info = trainer.step(jax.random.key(3), state)
+    np.testing.assert_allclose(float(info.loss), -float(bnn.log_joint(state.params, apply, x, y, 1.0)) / 200,
+                               rtol=1e-5)
+    assert bnn.accuracy(jax.nn.log_softmax(apply(state.params, x)), y) > 0.9
+    with pytest.raises(ValueError, match="optimizer must be an optax GradientTransformation"):
+        bnn.map_estimation(apply, x, y, prior_std=1.0, optimizer=0.05, batch_size=10)
+
+
+def test_sequential_replicas_and_python_loop_match_vmap_and_scan():
+    x = jax.random.normal(jax.random.key(0), (64, 2))
+    y = (x[:, 0] > 0).astype(jnp.int32)
+    apply = partial(networks.mlp_apply, activation="relu")
+    trainer = bnn.meanfield_vi(apply, x, y, prior_std=1.0, optimizer=optax.sgd(0.05, momentum=0.9), batch_size=16)
+    qs = jax.vmap(lambda k: bnn.meanfield(networks.mlp_he_init(k, [2, 8, 2]), 0.01))(jax.random.split(jax.random.key(1), 2))
+    state = jax.vmap(trainer.init)(qs)
+    ref, ref_losses = algorithm.run(jax.random.key(2), trainer, state, 30, trace_fn=algorithm.trace_loss, num_replicas=2, chunk=20)
+    for replicas, loop in (("sequential", "scan"), ("sequential", "python"), ("vmap", "python")):
+        got, losses = algorithm.run(jax.random.key(2), trainer, state, 30, trace_fn=algorithm.trace_loss, num_replicas=2, chunk=20, replicas=replicas, loop=loop)
+        assert losses.shape == (30, 2)
+        np.testing.assert_allclose(losses, ref_losses, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(got.q.mean[0]["w"], ref.q.mean[0]["w"], rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown replicas 'pmap'"):
+        algorithm.run(jax.random.key(2), trainer, state, 30, trace_fn=algorithm.trace_loss, num_replicas=2, replicas="pmap")
+
+
+@pytest.mark.parametrize("replicas", ["vmap", "sequential"])
+def test_a_finished_training_run_frees_its_training_set(replicas):
+    # No hidden state (issue "One shape for every algorithm"): the replicated steps and their compiled programs are
+    # kept on the trainer's step, so the training set its closure holds is freed with the trainer, not pinned on the
+    # device by a module-level cache until 32 later runs push it out.
+    import gc
+    import weakref
+
+    x = jax.random.normal(jax.random.key(0), (64, 2))
+    y = (x[:, 0] > 0).astype(jnp.int32)
+    trainer = bnn.meanfield_vi(partial(networks.mlp_apply, activation="relu"), x, y, prior_std=1.0, optimizer=optax.sgd(0.05, momentum=0.9),
+                            batch_size=16)
+    qs = jax.vmap(lambda k: bnn.meanfield(networks.mlp_he_init(k, [2, 8, 2]), 0.01))(jax.random.split(jax.random.key(1), 2))
+    state, _ = algorithm.run(jax.random.key(2), trainer, jax.vmap(trainer.init)(qs), 10, trace_fn=algorithm.trace_loss, num_replicas=2, chunk=5,
+                        replicas=replicas)
+    data, step = weakref.ref(x), weakref.ref(trainer.step)
+    del trainer, x, y
+    gc.collect()
+    assert step() is None and data() is None
