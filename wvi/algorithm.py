@@ -1,6 +1,6 @@
 """The shape every iterative method in `wvi` takes, and the driver that runs it.
 
-An algorithm is a pair of pure functions, as in optax and blackjax:
+An algorithm is a pair of pure functions, as in optax and blackjax::
 
     state = algorithm.init(...)
     state, info = algorithm.step(key, state)
