@@ -17,6 +17,7 @@ def gauss_log_density(x):
 
 
 Q0 = gaussian.Gaussian(jnp.zeros(2), jnp.eye(2))
+TARGET = gaussian.Gaussian(jnp.array([1.0, -0.5]), jnp.diag(jnp.array([1.0, 0.5])))  # gauss_log_density's law
 X_TOY = jax.random.normal(jax.random.key(0), (12, 3))
 Y_TOY = (jnp.arange(12) % 2).astype(jnp.int32)
 MLP_SIZES = (3, 4, 2)
@@ -41,15 +42,17 @@ ALGORITHMS = {
     "ngflow-vi": (mixtures.ngflow_vi(gauss_log_density, 0.1, 8),
                   (mixtures.uniform(jnp.array([[0.0, 0.0], [1.0, 1.0]]), jnp.broadcast_to(jnp.eye(2), (2, 2, 2))),)),
     "bw euler": (flows.bw_euler(gauss_log_density, 0.1, 8), (Q0,)),
+    "bw euler, exact": (flows.bw_euler_exact(TARGET, 0.1), (Q0,)),
+    "scale euler, exact": (flows.scale_euler_exact(TARGET, 0.1), (Q0,)),
     "langevin": (flows.langevin(gauss_log_density, 0.01), (jnp.zeros((5, 2)),)),
     "svgd": (flows.svgd(gauss_log_density, optax.sgd(0.1)), (jax.random.normal(jax.random.key(2), (5, 2)),)),
     "de": (ensembles.ensemble(toy_loss, "de", 0.01), ({"w": jax.random.normal(jax.random.key(3), (4, 2))},)),
     "dle": (ensembles.ensemble(toy_loss, "dle", 0.01, lam2=1.0), ({"w": jax.random.normal(jax.random.key(3), (4, 2))},)),
     "drle": (ensembles.ensemble(toy_loss, "drle", 0.01, lam1=1.0, lam2=1.0),
              ({"w": jax.random.normal(jax.random.key(3), (4, 2))}, jax.random.key(4))),
-    "vi trainer": (bnn.meanfield_vi(MLP_APPLY, X_TOY, Y_TOY, prior_std=1.0, batch_size=4, optimizer=optax.sgd(0.01, momentum=0.9)),
+    "meanfield vi": (bnn.meanfield_vi(MLP_APPLY, X_TOY, Y_TOY, prior_std=1.0, batch_size=4, optimizer=optax.sgd(0.01, momentum=0.9)),
                    (bnn.meanfield(MLP_PARAMS, 0.1),)),
-    "map trainer": (bnn.map_estimation(MLP_APPLY, X_TOY, Y_TOY, prior_std=1.0, batch_size=4, optimizer=optax.sgd(0.01, momentum=0.9)),
+    "map estimation": (bnn.map_estimation(MLP_APPLY, X_TOY, Y_TOY, prior_std=1.0, batch_size=4, optimizer=optax.sgd(0.01, momentum=0.9)),
                     (MLP_PARAMS,)),
 }
 
