@@ -48,6 +48,7 @@ import optax  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
 
 from wvi import algorithm, align, bnn, networks  # noqa: E402
+from wvi import gaussian as G
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 
@@ -109,7 +110,7 @@ def random_q(key, init):
     leaves, tree = jax.tree_util.tree_flatten(mean)
     keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
     std = jax.tree_util.tree_unflatten(tree, [0.02 * jnp.exp(0.5 * jax.random.normal(k, jnp.shape(m))) for k, m in zip(keys, leaves)])
-    return bnn.meanfield(mean, std)
+    return G.meanfield(mean, std)
 
 
 def timed(fn, repeats=1):
@@ -169,17 +170,17 @@ def trained_pairs():
         x, y = jnp.asarray(digits.x_train), jnp.asarray(digits.y_train)
         trainer = bnn.meanfield_vi(lambda p, xb: networks.mlp_apply(p, xb, activation="relu"), x, y, prior_std=0.3,
                                 optimizer=optax.sgd(0.1, momentum=0.9), batch_size=128)
-        init = jax.vmap(lambda k: bnn.meanfield(networks.mlp_he_init(k, [64, width, width, width, 10]), 0.01))(
+        init = jax.vmap(lambda k: G.meanfield(networks.mlp_he_init(k, [64, width, width, width, 10]), 0.01))(
             jax.random.split(jax.random.key(0), 2))
         state, _ = algorithm.run(jax.random.key(1), trainer, jax.vmap(trainer.init)(init), 3_000, trace_fn=algorithm.trace_loss, num_replicas=2, chunk=1_000)
-        pairs[f"digits MLP 3x{width}"] = ("mlp", (algorithm.replica(state.q, 0), algorithm.replica(state.q, 1)))
+        pairs[f"digits MLP 3x{width}"] = ("mlp", (algorithm.replica(state.approximation, 0), algorithm.replica(state.approximation, 1)))
         print(f"trained the digits MLP pair, width {width}", flush=True)
     images = data.digits(images=True)
     x, y = jnp.asarray(images.x_train), jnp.asarray(images.y_train)
     trainer = bnn.meanfield_vi(networks.resnet20_apply, x, y, prior_std=0.6, optimizer=optax.sgd(0.05, momentum=0.9), batch_size=32)
-    init = jax.vmap(lambda k: bnn.meanfield(networks.resnet20_init(k, 10, 1, 1, "frn"), 0.01))(jax.random.split(jax.random.key(0), 2))
+    init = jax.vmap(lambda k: G.meanfield(networks.resnet20_init(k, 10, 1, 1, "frn"), 0.01))(jax.random.split(jax.random.key(0), 2))
     state, _ = algorithm.run(jax.random.key(1), trainer, jax.vmap(trainer.init)(init), 600, trace_fn=algorithm.trace_loss, num_replicas=2, chunk=600, loop="python")
-    pairs["digits ResNet20 x1"] = ("resnet", (algorithm.replica(state.q, 0), algorithm.replica(state.q, 1)))
+    pairs["digits ResNet20 x1"] = ("resnet", (algorithm.replica(state.approximation, 0), algorithm.replica(state.approximation, 1)))
     print("trained the digits ResNet20-FRN x1 pair", flush=True)
     pairs = {k: (kind, jax.tree_util.tree_map(np.asarray, qs)) for k, (kind, qs) in pairs.items()}
     path.write_bytes(pickle.dumps(pairs))

@@ -4,7 +4,7 @@
 Problem: Part III's breast-cancer posterior (455 × 31 with intercept, N(0, 1) prior), 32 draws a step, Adam at
 0.01, float64. Baseline (named, measured in the same run): numpyro's SVI with `Trace_ELBO(num_particles=32,
 vectorize_particles=True)` and the `AutoMultivariateNormal` guide (full covariance) or `AutoNormal` (mean-field).
-wvi: `wvi.bbvi.bbvi(..., estimator="path")` (and "rep") on a `Gaussian` / `DiagGaussian`. Two ways of running:
+wvi: `wvi.bbvi.bbvi(..., estimator="path")` (and "rep") on a `Gaussian` / `MeanField`. Two ways of running:
 one jitted step called from Python (`jax.jit(svi.update)` against `jax.jit(algorithm.step)`), and a whole run
 compiled as one loop (a jitted `lax.scan` of `svi.update`, which is what `svi.run` does without a progress bar,
 against `wvi.algorithm.run`), timed after a first call that compiles. Before

@@ -25,6 +25,7 @@ import numpy as np
 import optax
 
 from wvi import algorithm, bnn, data, networks
+from wvi import gaussian as G
 
 MODES = {"one at a time (baseline)": dict(replicas="sequential", loop="scan"),
          "vmapped (wvi)": dict(replicas="vmap", loop="scan"),
@@ -63,12 +64,12 @@ def main():
     flat = data.digits()
     apply = partial(networks.mlp_apply, activation="relu")
     trainer = bnn.meanfield_vi(apply, flat.x_train, flat.y_train, prior_std=0.3, optimizer=optax.sgd(0.1, momentum=0.9), batch_size=128)
-    init = jax.vmap(lambda k: bnn.meanfield(networks.mlp_he_init(k, [64, 128, 128, 128, 10]), 0.01))(jax.random.split(jax.random.key(0), 2))
+    init = jax.vmap(lambda k: G.meanfield(networks.mlp_he_init(k, [64, 128, 128, 128, 10]), 0.01))(jax.random.split(jax.random.key(0), 2))
     measure("MLP 3x128, batch 128", trainer, init, args.mlp_steps, 128, modes)
 
     images = data.digits(images=True)
     trainer = bnn.meanfield_vi(networks.resnet20_apply, images.x_train, images.y_train, prior_std=0.3, optimizer=optax.sgd(0.05, momentum=0.9), batch_size=32)
-    init = jax.vmap(lambda k: bnn.meanfield(networks.resnet20_init(k, 10, 1, 1, "frn"), 0.01))(jax.random.split(jax.random.key(0), 2))
+    init = jax.vmap(lambda k: G.meanfield(networks.resnet20_init(k, 10, 1, 1, "frn"), 0.01))(jax.random.split(jax.random.key(0), 2))
     measure("ResNet20-FRN x1, batch 32", trainer, init, args.resnet_steps, 32, modes)
 
 

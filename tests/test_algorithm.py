@@ -31,6 +31,24 @@ def test_custom_trace_fn():
     assert norms.shape == (7,)
 
 
+def test_trace_approximation_reads_every_state_alike():
+    """trace_approximation records state.approximation whatever the state: BBVI's q, BW Euler's Gaussian from
+    (m, Σ), the BNN trainer's MeanField from (mean, log_std)."""
+    import optax
+
+    from wvi import bbvi, flows
+    from wvi import gaussian as G
+    from wvi.algorithm import trace_approximation
+
+    log_p = lambda x: -0.5 * jnp.sum(x ** 2)
+    q0 = G.Gaussian(jnp.ones(2), jnp.eye(2))
+    for algo in (bbvi.bbvi(log_p, optax.sgd(0.1), 4), flows.bw_euler(log_p, 0.1, 4)):
+        final, qs = run(jax.random.key(0), algo, algo.init(q0), 3, trace_fn=trace_approximation)
+        assert isinstance(qs, G.Gaussian) and qs.mean.shape == (3, 2)
+        np.testing.assert_allclose(G.covariance(jax.tree_util.tree_map(lambda a: a[-1], qs)),
+                                   G.covariance(final.approximation), rtol=1e-6)
+
+
 def test_divergence_names_step_and_quantity():
     # |x| ~ 1e100^k: the state overflows float64 (max ~1.8e308) at step 4, but ‖x‖ (squares summed) already at
     # step 2, and the report names that first casualty.

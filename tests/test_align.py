@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wvi import align, bnn, networks
+from wvi import align, networks
+from wvi import gaussian as G
 
 
 def _f32(tree):
@@ -45,11 +46,11 @@ def test_permuted_resnet20_computes_the_same_function_in_float32(norm):
 def test_permute_acts_on_means_and_stds_alike():
     mean = networks.mlp_he_init(jax.random.key(0), [3, 6, 2])
     std = jax.tree_util.tree_map(lambda a: 0.1 + jnp.abs(a), mean)
-    q = bnn.meanfield(mean, std)
+    q = G.meanfield(mean, std)
     spec = align.mlp_spec(mean)
     perms = align.random_perms(jax.random.key(1), spec, mean)
     qp = align.permute(q, spec, perms)
-    assert isinstance(qp, bnn.MeanField)
+    assert isinstance(qp, G.MeanField)
     np.testing.assert_allclose(qp.mean[0]["w"], mean[0]["w"][:, perms["P0"]])
     np.testing.assert_allclose(qp.std[0]["w"], std[0]["w"][:, perms["P0"]])
     np.testing.assert_allclose(qp.std[1]["w"], std[1]["w"][perms["P0"], :])
@@ -61,11 +62,11 @@ def _planted(key, sizes, noise, std_spread=True):
     mean = networks.mlp_he_init(k0, sizes)
     std = jax.tree_util.tree_map(lambda a, k: 0.05 * jnp.exp(0.5 * jax.random.normal(k, a.shape)) if std_spread else 0.05 + 0 * a,
                                  mean, _keys_like(k1, mean))
-    q0 = bnn.meanfield(mean, std)
+    q0 = G.meanfield(mean, std)
     spec = align.mlp_spec(mean)
     perms = align.random_perms(k2, spec, mean)
     noisy = jax.tree_util.tree_map(lambda a, k: a + noise * jax.random.normal(k, a.shape), mean, _keys_like(k3, mean))
-    return q0, align.permute(bnn.MeanField(noisy, q0.log_std), spec, perms), spec, perms
+    return q0, align.permute(G.MeanField(noisy, q0.std), spec, perms), spec, perms
 
 
 def _keys_like(key, tree):
@@ -87,19 +88,19 @@ def test_align_recovers_a_planted_permutation(cost):
 
 def test_align_recovers_a_planted_resnet_permutation_with_the_wasserstein_cost():
     mean = networks.resnet20_init(jax.random.key(0), num_classes=3, in_channels=1, width=1)
-    q0 = bnn.meanfield(mean, 0.02)
+    q0 = G.meanfield(mean, 0.02)
     spec = align.resnet20_spec(mean)
     planted = align.random_perms(jax.random.key(1), spec, mean)
     noisy = jax.tree_util.tree_map(lambda a, k: a + 1e-3 * jax.random.normal(k, a.shape), mean, _keys_like(jax.random.key(2), mean))
-    q1 = align.permute(bnn.MeanField(noisy, q0.log_std), spec, planted)
+    q1 = align.permute(G.MeanField(noisy, q0.std), spec, planted)
     result = align.align(q0, q1, spec, key=jax.random.key(5))
     assert _inverse_ok(planted, result.perms)
 
 
 def test_only_the_wasserstein_cost_sees_permuted_standard_deviations():
     # Fig. A13 of Rossi et al.: two Gaussians on one 2-unit layer, mirror images about the diagonal with equal means.
-    q0 = bnn.meanfield({"w": jnp.array([1.0, 1.0])}, {"w": jnp.array([1.0, 0.2])})
-    q1 = bnn.meanfield({"w": jnp.array([1.0, 1.0])}, {"w": jnp.array([0.2, 1.0])})
+    q0 = G.meanfield({"w": jnp.array([1.0, 1.0])}, {"w": jnp.array([1.0, 0.2])})
+    q1 = G.meanfield({"w": jnp.array([1.0, 1.0])}, {"w": jnp.array([0.2, 1.0])})
     spec = align.permutation_spec({"['w']": ("P",)})
     assert align.align(q0, q1, spec, cost="kl").perms["P"].tolist() == [0, 1]
     assert align.align(q0, q1, spec, cost="mean").perms["P"].tolist() == [0, 1]
@@ -108,16 +109,15 @@ def test_only_the_wasserstein_cost_sees_permuted_standard_deviations():
 
 def test_objective_is_the_wasserstein_distance_it_minimises():
     q0, q1, spec, _ = _planted(jax.random.key(7), [5, 8, 3], noise=0.3)
-    from wvi import barrier
 
     # W2²(P#q1, q0) = ‖m0‖² + ‖m1‖² + ‖s0‖² + ‖s1‖² − 2·objective: exact with the default float64 products, up
     # to float32 rounding (1e-7 relative of the objective) with float32 ones
     norms = sum(float(jnp.sum(a ** 2)) for a in jax.tree_util.tree_leaves((q0.mean, q1.mean, q0.std, q1.std)))
     for precision, rtol in (("float64", 1e-9), ("float32", 1e-6)):
         result = align.align(q0, q1, spec, precision=precision)
-        w2 = barrier.w2_squared(q0, align.permute(q1, spec, result.perms))
+        w2 = G.w2_squared(q0, align.permute(q1, spec, result.perms))
         np.testing.assert_allclose(w2, norms - 2 * result.objectives[-1], rtol=rtol)
-        assert w2 <= barrier.w2_squared(q0, q1) + 1e-12
+        assert w2 <= G.w2_squared(q0, q1) + 1e-12
 
 
 def test_specs_that_do_not_fit_name_the_leaf():
@@ -140,16 +140,16 @@ def test_specs_that_do_not_fit_name_the_leaf():
 
 def test_bad_alignment_arguments():
     params = networks.mlp_he_init(jax.random.key(0), [3, 4, 2])
-    q = bnn.meanfield(params, 0.1)
+    q = G.meanfield(params, 0.1)
     spec = align.mlp_spec(params)
     with pytest.raises(ValueError, match="unknown cost 'w2'; expected one of 'wasserstein', 'mean', 'kl'"):
         align.align(q, q, spec, cost="w2")
-    with pytest.raises(ValueError, match="must be a wvi.bnn.MeanField for cost 'wasserstein'"):
+    with pytest.raises(ValueError, match="must be a wvi.gaussian.MeanField for cost 'wasserstein'"):
         align.align(params, params, spec)
     assert align.align(params, params, spec, cost="mean").sweeps == 1  # plain parameters: MAP weight matching
     with pytest.raises(ValueError, match=r"perms\['P0'\] must be a permutation of range\(4\)"):
         align.permute(params, spec, {"P0": np.array([0, 1, 1, 2])})
-    other = bnn.meanfield(networks.mlp_he_init(jax.random.key(0), [3, 4, 3]), 0.1)
+    other = G.meanfield(networks.mlp_he_init(jax.random.key(0), [3, 4, 3]), 0.1)
     with pytest.raises(ValueError, match="same parameter structure and shapes"):
         align.align(q, other, spec)
 
@@ -171,8 +171,8 @@ def test_objective_never_decreases_across_sweeps(cost):
 def test_fig_a13_toy_without_ties():
     # Fig. A13 of Rossi et al. with the second unit's mean moved to 1.2 in both distributions (the symmetry chapter's
     # toy): the mean and KL costs strictly prefer the identity, the Wasserstein cost strictly prefers the swap.
-    q0 = bnn.meanfield({"w": jnp.array([1.0, 1.2])}, {"w": jnp.array([1.0, 0.2])})
-    q1 = bnn.meanfield({"w": jnp.array([1.0, 1.2])}, {"w": jnp.array([0.2, 1.0])})
+    q0 = G.meanfield({"w": jnp.array([1.0, 1.2])}, {"w": jnp.array([1.0, 0.2])})
+    q1 = G.meanfield({"w": jnp.array([1.0, 1.2])}, {"w": jnp.array([0.2, 1.0])})
     spec = align.permutation_spec({"['w']": ("P",)})
     for cost, expected in (("kl", [0, 1]), ("mean", [0, 1]), ("wasserstein", [1, 0])):
         result = align.align(q0, q1, spec, cost=cost)
@@ -226,11 +226,11 @@ def _hard_pair(key, make, noise=0.5):
     """A planted pair with large noise: several sweeps of real work."""
     k0, k1, k2 = jax.random.split(key, 3)
     mean = make(k0)
-    q0 = bnn.meanfield(mean, jax.tree_util.tree_map(lambda a: 0.05 + 0 * a, mean))
+    q0 = G.meanfield(mean, jax.tree_util.tree_map(lambda a: 0.05 + 0 * a, mean))
     spec = align.resnet20_spec(mean) if isinstance(mean, dict) else align.mlp_spec(mean)
     noisy = jax.tree_util.tree_map(lambda a, k: a + noise * jax.random.normal(k, a.shape), mean, _keys_like(k1, mean))
     std = jax.tree_util.tree_map(lambda a, k: 0.05 * jnp.exp(0.5 * jax.random.normal(k, a.shape)), mean, _keys_like(k2, mean))
-    return q0, align.permute(bnn.meanfield(noisy, std), spec, align.random_perms(k2, spec, mean)), spec
+    return q0, align.permute(G.meanfield(noisy, std), spec, align.random_perms(k2, spec, mean)), spec
 
 
 @pytest.mark.parametrize("cost", ["wasserstein", "mean", "kl"])

@@ -7,37 +7,38 @@ import numpy as np
 import pytest
 
 from wvi import barrier, bnn, gaussian, networks
+from wvi import gaussian as G
 
 
 def _pair():
     m0 = networks.mlp_he_init(jax.random.key(0), [2, 5, 3])
     m1 = networks.mlp_he_init(jax.random.key(1), [2, 5, 3])
-    return bnn.meanfield(m0, 0.05), bnn.meanfield(m1, jax.tree_util.tree_map(lambda a: 0.1 + 0 * a, m1))
+    return G.meanfield(m0, 0.05), G.meanfield(m1, jax.tree_util.tree_map(lambda a: 0.1 + 0 * a, m1))
 
 
 def test_geodesic_endpoints_are_q0_and_q1():
     q0, q1 = _pair()
     for tau, q in ((0.0, q0), (1.0, q1)):
-        g = barrier.geodesic(q0, q1, tau)
+        g = G.geodesic(q0, q1, tau)
         for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(q)):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-    with pytest.raises(ValueError, match=r"tau must lie in \[0, 1\]"):
-        barrier.geodesic(q0, q1, 1.5)
+    with pytest.raises(ValueError, match=r"t must lie in \[0, 1\]"):
+        G.geodesic(q0, q1, 1.5)
 
 
 def test_geodesic_is_the_w2_geodesic_of_diagonal_gaussians():
     # against the full-covariance closed form of wvi.gaussian: W2(q_t, q0) = t W2(q0, q1), W2(q_t, q1) = (1 − t) W2
     m0, m1 = {"w": jnp.array([0.0, 1.0, -2.0])}, {"w": jnp.array([1.0, 0.5, 0.0])}
-    q0 = bnn.meanfield(m0, {"w": jnp.array([0.5, 1.0, 2.0])})
-    q1 = bnn.meanfield(m1, {"w": jnp.array([1.5, 0.2, 1.0])})
+    q0 = G.meanfield(m0, {"w": jnp.array([0.5, 1.0, 2.0])})
+    q1 = G.meanfield(m1, {"w": jnp.array([1.5, 0.2, 1.0])})
 
     def full(q):
         return gaussian.Gaussian(q.mean["w"], jnp.diag(q.std["w"]))
 
     total = gaussian.w2(full(q0), full(q1))
-    np.testing.assert_allclose(total ** 2, barrier.w2_squared(q0, q1), rtol=1e-10)
+    np.testing.assert_allclose(total ** 2, G.w2_squared(q0, q1), rtol=1e-10)
     for t in (0.25, 0.6):
-        qt = barrier.geodesic(q0, q1, t)
+        qt = G.geodesic(q0, q1, t)
         np.testing.assert_allclose(gaussian.w2(full(q0), full(qt)), t * total, rtol=1e-8)
         np.testing.assert_allclose(gaussian.w2(full(qt), full(q1)), (1 - t) * total, rtol=1e-8)
 
@@ -86,7 +87,7 @@ def test_naive_and_aligned_finds_a_planted_permutation_and_removes_the_barrier()
     from wvi import align
 
     apply = partial(networks.mlp_apply, activation="relu")
-    q0 = bnn.meanfield(networks.mlp_he_init(jax.random.key(0), [3, 32, 32, 4]), 0.01)
+    q0 = G.meanfield(networks.mlp_he_init(jax.random.key(0), [3, 32, 32, 4]), 0.01)
     spec = align.mlp_spec(q0.mean)
     q1 = align.permute(q0, spec, align.random_perms(jax.random.key(1), spec, q0))
     x = jax.random.normal(jax.random.key(2), (40, 3))

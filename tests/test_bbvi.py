@@ -78,9 +78,9 @@ def test_same_seed_same_result():
 def test_diag_gaussian_family():
     # Mean-field path gradients do not vanish at a correlated target's optimum, so the step size must decay.
     algo = bbvi.bbvi(log_target, optax.sgd(optax.exponential_decay(0.1, 1000, 0.1)), 50, "path")
-    q0 = G.DiagGaussian(jnp.zeros(2), jnp.ones(2))
+    q0 = G.MeanField(jnp.zeros(2), jnp.ones(2))
     state, _ = run(jax.random.key(7), algo, algo.init(q0), 2000)
-    assert isinstance(state.q, G.DiagGaussian)
+    assert isinstance(state.q, G.MeanField)
     # the mean-field optimum of KL(q‖p) for a Gaussian p: mean = mp, std_i = 1/sqrt((Σp⁻¹)_ii)
     prec = jnp.linalg.inv(G.covariance(TARGET))
     np.testing.assert_allclose(state.q.mean, TARGET.mean, atol=0.02)
@@ -100,6 +100,8 @@ def test_bad_inputs():
         algo.init(Q)
     with pytest.raises(ValueError, match=r"q0\.scale is singular"):
         bbvi.bbvi(log_target, optax.sgd(0.1), 5).init(G.Gaussian(jnp.zeros(2), jnp.zeros((2, 2))))
+    with pytest.raises(ValueError, match=r"q0 must be a MeanField over a vector .* for BBVI"):
+        bbvi.bbvi(log_target, optax.sgd(0.1), 5).init(G.meanfield({"w": jnp.zeros(2)}, 1.0))
 
 
 def test_divergence_reports_the_step():
@@ -230,7 +232,7 @@ def test_moments_sample_and_marginals_agree(family):
 
 
 def test_initial_starts():
-    assert isinstance(FAMILY_STARTS["mean-field"], G.DiagGaussian)
+    assert isinstance(FAMILY_STARTS["mean-field"], G.MeanField)
     assert isinstance(FAMILY_STARTS["full-covariance"], G.Gaussian)
     assert M.num_components(FAMILY_STARTS["mixture"]) == 3
     with pytest.raises(ValueError, match="unknown family 'flow'"):

@@ -10,6 +10,7 @@ from scipy.stats import norm
 
 from wvi import algorithm, bnn, networks
 from wvi.algorithm import DivergenceError
+from wvi import gaussian as G
 
 
 def test_the_prior_terms_match_scipy():
@@ -17,31 +18,20 @@ def test_the_prior_terms_match_scipy():
     params = {"a": jnp.array([0.3, -1.0]), "b": jnp.array([[2.0]])}
     flat, alpha = np.array([0.3, -1.0, 2.0]), 0.7
     np.testing.assert_allclose(bnn.log_prior(params, alpha), np.sum(norm.logpdf(flat, scale=alpha)), rtol=1e-12)
-    q = bnn.meanfield(params, {"a": jnp.array([0.5, 0.1]), "b": jnp.array([[1.0]])})
-    np.testing.assert_allclose(bnn.expected_log_prior(q, alpha) + bnn.entropy(q), -bnn.kl_to_prior(q, alpha),
+    q = G.meanfield(params, {"a": jnp.array([0.5, 0.1]), "b": jnp.array([[1.0]])})
+    np.testing.assert_allclose(bnn.expected_log_prior(q, alpha) + G.entropy(q), -bnn.kl_to_prior(q, alpha),
                                rtol=1e-12)
     # a point mass's expected log prior is the log prior at its mean
-    tight = bnn.meanfield(params, 1e-9)
+    tight = G.meanfield(params, 1e-9)
     np.testing.assert_allclose(bnn.expected_log_prior(tight, alpha), bnn.log_prior(params, alpha), rtol=1e-9)
 
 
 def test_kl_to_prior_and_entropy_match_scipy_formulas():
-    q = bnn.meanfield({"a": jnp.array([0.3, -1.0]), "b": jnp.array([[2.0]])}, {"a": jnp.array([0.5, 0.1]), "b": jnp.array([[1.0]])})
+    q = G.meanfield({"a": jnp.array([0.3, -1.0]), "b": jnp.array([[2.0]])}, {"a": jnp.array([0.5, 0.1]), "b": jnp.array([[1.0]])})
     m, s, alpha = np.array([0.3, -1.0, 2.0]), np.array([0.5, 0.1, 1.0]), 0.7
     kl = np.sum(np.log(alpha / s) + (s ** 2 + m ** 2) / (2 * alpha ** 2) - 0.5)
     np.testing.assert_allclose(bnn.kl_to_prior(q, alpha), kl, rtol=1e-12)
-    np.testing.assert_allclose(bnn.entropy(q), np.sum(norm.entropy(scale=s)), rtol=1e-12)
-
-
-def test_meanfield_sampling_moments():
-    q = bnn.meanfield({"w": jnp.array([1.0, -2.0])}, {"w": jnp.array([0.5, 2.0])})
-    draws = jax.vmap(lambda k: bnn.meanfield_sample(k, q)["w"])(jax.random.split(jax.random.key(0), 4000))
-    # sample means within 5 standard errors
-    assert np.all(np.abs(draws.mean(0) - np.array([1.0, -2.0])) < 5 * np.array([0.5, 2.0]) / np.sqrt(4000))
-    with pytest.raises(ValueError, match=r"std\['w'\] must be positive and finite"):
-        bnn.meanfield({"w": jnp.zeros(2)}, {"w": jnp.array([1.0, 0.0])})
-    with pytest.raises(ValueError, match=r"std\['w'\] has shape \(3,\); expected \(2,\)"):
-        bnn.meanfield({"w": jnp.zeros(2)}, {"w": jnp.ones(3)})
+    np.testing.assert_allclose(G.entropy(q), np.sum(norm.entropy(scale=s)), rtol=1e-12)
 
 
 def test_meanfield_vi_fits_and_replicas_differ():
@@ -49,35 +39,35 @@ def test_meanfield_vi_fits_and_replicas_differ():
     y = (x[:, 0] + x[:, 1] > 0).astype(jnp.int32)
     apply = partial(networks.mlp_apply, activation="relu")
     trainer = bnn.meanfield_vi(apply, x, y, prior_std=1.0, optimizer=optax.sgd(0.05, momentum=0.9), batch_size=50)
-    qs = jax.vmap(lambda k: bnn.meanfield(networks.mlp_he_init(k, [2, 16, 2]), 0.01))(jax.random.split(jax.random.key(1), 2))
+    qs = jax.vmap(lambda k: G.meanfield(networks.mlp_he_init(k, [2, 16, 2]), 0.01))(jax.random.split(jax.random.key(1), 2))
     state, losses = algorithm.run(jax.random.key(2), trainer, jax.vmap(trainer.init)(qs), 600, trace_fn=algorithm.trace_loss, num_replicas=2, chunk=200)
     assert losses.shape == (600, 2) and np.all(losses[-50:].mean(0) < losses[:50].mean(0))
-    q0 = jax.tree_util.tree_map(lambda a: a[0], state.q)
+    q0 = jax.tree_util.tree_map(lambda a: a[0], state.approximation)
     assert bnn.accuracy(bnn.predictive_log_probs(jax.random.key(3), q0, apply, x, 16), y) > 0.9
     # the same seed (and chunk size) gives the same result; replicas differ
     again, _ = algorithm.run(jax.random.key(2), trainer, jax.vmap(trainer.init)(qs), 600, trace_fn=algorithm.trace_loss, num_replicas=2, chunk=200)
-    np.testing.assert_array_equal(again.q.mean[0]["w"], state.q.mean[0]["w"])
-    assert not np.allclose(state.q.mean[0]["w"][0], state.q.mean[0]["w"][1])
+    np.testing.assert_array_equal(again.approximation.mean[0]["w"], state.approximation.mean[0]["w"])
+    assert not np.allclose(state.approximation.mean[0]["w"][0], state.approximation.mean[0]["w"][1])
 
 
 def test_predictive_log_density_is_a_log_mean_of_likelihoods():
-    q = bnn.meanfield(networks.mlp_he_init(jax.random.key(0), [1, 4, 1]), 0.3)
+    q = G.meanfield(networks.mlp_he_init(jax.random.key(0), [1, 4, 1]), 0.3)
     apply = partial(networks.mlp_apply, activation="tanh")
     x, y = jnp.linspace(-1, 1, 7)[:, None], jnp.linspace(0, 1, 7)
     key = jax.random.key(1)
     got = bnn.predictive_log_density(key, q, apply, x, y, 8, likelihood="gaussian", noise_std=0.5, batch=3)
-    draws = [apply(bnn.meanfield_sample(k, q), x)[:, 0] for k in jax.random.split(key, 8)]
+    draws = [apply(bnn._draw(k, q), x)[:, 0] for k in jax.random.split(key, 8)]
     manual = np.log(np.mean([norm.pdf(y, d, 0.5) for d in draws], axis=0))
     np.testing.assert_allclose(got, manual, rtol=1e-8)
 
 
 def test_predictive_densities_do_not_depend_on_the_data_chunk():
-    q = bnn.meanfield(networks.resnet20_init(jax.random.key(0), 10, 1, 1, "frn"), 0.01)
+    q = G.meanfield(networks.resnet20_init(jax.random.key(0), 10, 1, 1, "frn"), 0.01)
     x = jax.random.normal(jax.random.key(1), (11, 8, 8, 1))
     y = jnp.arange(11) % 10
     key = jax.random.key(2)
     whole = bnn.predictive_log_density(key, q, networks.resnet20_apply, x, y, 4)
-    params = bnn.meanfield_sample(key, q)
+    params = bnn._draw(key, q)
     chunked = networks.apply_in_chunks(networks.resnet20_apply, params, x, chunk=4)  # 3 chunks, the last padded with 1 zero image
     np.testing.assert_allclose(chunked, networks.resnet20_apply(params, x), rtol=1e-5, atol=1e-6)
     assert chunked.shape == (11, 10)
@@ -102,8 +92,8 @@ def test_vi_training_errors():
     xs = jax.random.normal(jax.random.key(0), (30, 1))
     trainer = bnn.meanfield_vi(apply, xs, 100 * xs[:, 0], prior_std=1.0, optimizer=optax.sgd(10.0, momentum=0.9), batch_size=30,
                             likelihood="gaussian", noise_std=0.01)
-    q = bnn.meanfield(networks.mlp_he_init(jax.random.key(1), [1, 8, 1]), 0.01)
-    with pytest.raises(DivergenceError, match=r"VI training diverged at step \d+ of 500: state\.q"):
+    q = G.meanfield(networks.mlp_he_init(jax.random.key(1), [1, 8, 1]), 0.01)
+    with pytest.raises(DivergenceError, match=r"VI training diverged at step \d+ of 500: state\.(mean|log_std)"):
         algorithm.run(jax.random.key(2), trainer, trainer.init(q), 500, algorithm.trace_loss, chunk=100,
                       name="VI training")
 
@@ -122,8 +112,8 @@ def test_log_joint_matches_a_direct_computation():
 
 def test_point_mass_is_a_degenerate_meanfield():
     params = networks.mlp_he_init(jax.random.key(0), [2, 3, 2])
-    q = bnn.point_mass(params)
-    sample = bnn.meanfield_sample(jax.random.key(1), q)
+    q = G.point_mass(params)
+    sample = bnn._draw(jax.random.key(1), q)
     for a, b in zip(jax.tree_util.tree_leaves(sample), jax.tree_util.tree_leaves(params)):
         np.testing.assert_array_equal(a, b)
     assert all(np.all(s == 0) for s in jax.tree_util.tree_leaves(q.std))
@@ -151,14 +141,14 @@ def test_sequential_replicas_and_python_loop_match_vmap_and_scan():
     y = (x[:, 0] > 0).astype(jnp.int32)
     apply = partial(networks.mlp_apply, activation="relu")
     trainer = bnn.meanfield_vi(apply, x, y, prior_std=1.0, optimizer=optax.sgd(0.05, momentum=0.9), batch_size=16)
-    qs = jax.vmap(lambda k: bnn.meanfield(networks.mlp_he_init(k, [2, 8, 2]), 0.01))(jax.random.split(jax.random.key(1), 2))
+    qs = jax.vmap(lambda k: G.meanfield(networks.mlp_he_init(k, [2, 8, 2]), 0.01))(jax.random.split(jax.random.key(1), 2))
     state = jax.vmap(trainer.init)(qs)
     ref, ref_losses = algorithm.run(jax.random.key(2), trainer, state, 30, trace_fn=algorithm.trace_loss, num_replicas=2, chunk=20)
     for replicas, loop in (("sequential", "scan"), ("sequential", "python"), ("vmap", "python")):
         got, losses = algorithm.run(jax.random.key(2), trainer, state, 30, trace_fn=algorithm.trace_loss, num_replicas=2, chunk=20, replicas=replicas, loop=loop)
         assert losses.shape == (30, 2)
         np.testing.assert_allclose(losses, ref_losses, rtol=1e-4, atol=1e-6)
-        np.testing.assert_allclose(got.q.mean[0]["w"], ref.q.mean[0]["w"], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(got.approximation.mean[0]["w"], ref.approximation.mean[0]["w"], rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="unknown replicas 'pmap'"):
         algorithm.run(jax.random.key(2), trainer, state, 30, trace_fn=algorithm.trace_loss, num_replicas=2, replicas="pmap")
 
@@ -175,10 +165,29 @@ def test_a_finished_training_run_frees_its_training_set(replicas):
     y = (x[:, 0] > 0).astype(jnp.int32)
     trainer = bnn.meanfield_vi(partial(networks.mlp_apply, activation="relu"), x, y, prior_std=1.0, optimizer=optax.sgd(0.05, momentum=0.9),
                             batch_size=16)
-    qs = jax.vmap(lambda k: bnn.meanfield(networks.mlp_he_init(k, [2, 8, 2]), 0.01))(jax.random.split(jax.random.key(1), 2))
+    qs = jax.vmap(lambda k: G.meanfield(networks.mlp_he_init(k, [2, 8, 2]), 0.01))(jax.random.split(jax.random.key(1), 2))
     state, _ = algorithm.run(jax.random.key(2), trainer, jax.vmap(trainer.init)(qs), 10, trace_fn=algorithm.trace_loss, num_replicas=2, chunk=5,
                         replicas=replicas)
     data, step = weakref.ref(x), weakref.ref(trainer.step)
     del trainer, x, y
     gc.collect()
     assert step() is None and data() is None
+
+
+def test_train_replicas_is_run_on_replica_starts():
+    """train_replicas = starts from split(key_init) (MeanFields with std_init) + run with key_train, vmapped: the
+    same numbers as writing it out; MAP (no std_init) returns point masses."""
+    x = jax.random.normal(jax.random.key(0), (64, 2))
+    y = (x[:, 0] > 0).astype(jnp.int32)
+    init_fn = lambda k: networks.mlp_he_init(k, [2, 8, 2])
+    trainer = bnn.meanfield_vi(networks.mlp_apply, x, y, prior_std=1.0, batch_size=32, optimizer=optax.sgd(0.05))
+    (q0, q1), losses = bnn.train_replicas(jax.random.key(3), jax.random.key(4), trainer, init_fn, 30, std_init=0.01)
+    starts = jax.vmap(lambda k: G.meanfield(init_fn(k), 0.01))(jax.random.split(jax.random.key(3), 2))
+    state, ref = algorithm.run(jax.random.key(4), trainer, jax.vmap(trainer.init)(starts), 30, algorithm.trace_loss,
+                               num_replicas=2)
+    np.testing.assert_array_equal(losses, ref)
+    np.testing.assert_array_equal(q1.std[0]["w"], state.approximation.std[0]["w"][1])
+    assert not np.allclose(q0.mean[0]["w"], q1.mean[0]["w"])
+    mapper = bnn.map_estimation(networks.mlp_apply, x, y, prior_std=1.0, batch_size=32, optimizer=optax.sgd(0.05))
+    (p0, _), _ = bnn.train_replicas(jax.random.key(3), jax.random.key(4), mapper, init_fn, 5)
+    assert isinstance(p0, G.MeanField) and float(jnp.max(p0.std[0]["w"])) == 0.0

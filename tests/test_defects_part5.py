@@ -16,6 +16,7 @@ import optax
 import pytest
 
 from wvi import algorithm, align, barrier, bnn, data, networks
+from wvi import gaussian as G
 
 DEFECTS = ("skip the alignment", "random permutations")
 
@@ -47,11 +48,11 @@ def _regression_pairs():
     apply = partial(networks.mlp_apply, activation="tanh")
     trainer = bnn.meanfield_vi(apply, x, y, prior_std=1.0, batch_size=len(x), likelihood="gaussian", noise_std=noise,
                             optimizer=optax.sgd(5e-4, momentum=0.9))
-    init = jax.vmap(lambda k: bnn.meanfield(networks.mlp_he_init(k, [1, 16, 16, 1]), 0.01))(jax.random.split(jax.random.key(1), 3))
+    init = jax.vmap(lambda k: G.meanfield(networks.mlp_he_init(k, [1, 16, 16, 1]), 0.01))(jax.random.split(jax.random.key(1), 3))
     state, _ = algorithm.run(jax.random.key(2), trainer, jax.vmap(trainer.init)(init), 800, trace_fn=algorithm.trace_loss, num_replicas=3, chunk=800)
     pairs = []
     for k in range(3):
-        q0 = algorithm.replica(state.q, k)
+        q0 = algorithm.replica(state.approximation, k)
         spec = align.mlp_spec(q0.mean)
         pairs.append((q0, _relabelled_copy(jax.random.key(20 + k), q0, spec), spec))
     return pairs, apply, (x, y), noise
@@ -63,7 +64,7 @@ def _relabelled_copy(key, q0, spec):
     leaves, tree = jax.tree_util.tree_flatten(q0.mean)
     noisy = jax.tree_util.tree_unflatten(tree, [a + 1e-3 * jax.random.normal(k, a.shape) for a, k in
                                                 zip(leaves, jax.random.split(k_noise, len(leaves)))])
-    return align.permute(bnn.MeanField(noisy, q0.log_std), spec, align.random_perms(k_perm, spec, q0))
+    return align.permute(G.MeanField(noisy, q0.std), spec, align.random_perms(k_perm, spec, q0))
 
 
 def _regression_verdict():
@@ -96,9 +97,9 @@ def _digits_pairs():
     x_train, y_train, x_test, y_test = (jnp.asarray(a) for a in (digits.x_train, digits.y_train, digits.x_test, digits.y_test))
     apply = partial(networks.mlp_apply, activation="relu")
     trainer = bnn.meanfield_vi(apply, x_train, y_train, prior_std=0.3, optimizer=optax.sgd(0.1, momentum=0.9), batch_size=128)
-    init = jax.vmap(lambda k: bnn.meanfield(networks.mlp_he_init(k, [64, 32, 32, 10]), 0.01))(jax.random.split(jax.random.key(0), 6))
+    init = jax.vmap(lambda k: G.meanfield(networks.mlp_he_init(k, [64, 32, 32, 10]), 0.01))(jax.random.split(jax.random.key(0), 6))
     state, _ = algorithm.run(jax.random.key(1), trainer, jax.vmap(trainer.init)(init), 600, trace_fn=algorithm.trace_loss, num_replicas=6, chunk=600)
-    return [(algorithm.replica(state.q, 2 * k), algorithm.replica(state.q, 2 * k + 1)) for k in range(3)], apply, (x_test, y_test)
+    return [(algorithm.replica(state.approximation, 2 * k), algorithm.replica(state.approximation, 2 * k + 1)) for k in range(3)], apply, (x_test, y_test)
 
 
 def _digits_verdict():
@@ -136,7 +137,7 @@ def test_resnet_fig4_pipeline_verdict_flips_without_alignment(monkeypatch, defec
     naive, aligned = [], []
     for k in range(3):
         k_init, k_perm = jax.random.split(jax.random.key(10 + k))
-        q0 = bnn.meanfield(networks.resnet20_init(k_init, 4, 1, 1, "frn"), 0.01)
+        q0 = G.meanfield(networks.resnet20_init(k_init, 4, 1, 1, "frn"), 0.01)
         y = jnp.argmax(networks.resnet20_apply(q0.mean, x), axis=-1)
         spec = align.resnet20_spec(q0.mean)
         q1 = _relabelled_copy(k_perm, q0, spec)

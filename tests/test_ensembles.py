@@ -261,3 +261,22 @@ def test_step_terms_measure_each_part_of_the_update():
     r = np.linalg.norm(np.asarray(E.repulsion(x, prior_samples, 0.7)), axis=1).mean()
     assert terms["repulsion"] == pytest.approx(0.01 * 0.5 * r, rel=1e-5)
     assert E.step_terms(loss, x, 0.01, lam2=0.2)["repulsion"] == 0.0
+
+
+def test_regression_scores_in_original_units():
+    """regression_scores against scipy: the mixture NLL of two members' Gaussians and the RMSEs, scaled by y_std."""
+    from scipy.stats import norm
+
+    from wvi.data import Split
+
+    sizes = (1, 4, 2)
+    members = jax.vmap(lambda k: networks.mlp_init(k, sizes, networks.mlp_prior_std(sizes)))(jax.random.split(jax.random.key(0), 2))
+    rng = np.random.default_rng(0)
+    split = Split(rng.normal(size=(7, 1)), rng.normal(size=7), rng.normal(size=(5, 1)), rng.normal(size=5), y_std=2.5)
+    nll, rmse, train_rmse = E.regression_scores(members, split)
+    means, log_vars = (np.asarray(a, np.float64) for a in jax.vmap(lambda p: networks.gaussian_head(p, jnp.asarray(split.x_test)))(members))
+    density = norm.pdf(split.y_test, means, np.exp(0.5 * log_vars)).mean(0)
+    np.testing.assert_allclose(nll, -np.mean(np.log(density)) + np.log(2.5), rtol=1e-5)
+    np.testing.assert_allclose(rmse, np.sqrt(np.mean((means.mean(0) - split.y_test) ** 2)) * 2.5, rtol=1e-5)
+    train_means = np.asarray(jax.vmap(lambda p: networks.gaussian_head(p, jnp.asarray(split.x_train)))(members)[0])
+    np.testing.assert_allclose(train_rmse, np.sqrt(np.mean((train_means.mean(0) - split.y_train) ** 2)) * 2.5, rtol=1e-5)

@@ -133,7 +133,7 @@ def test_exact_euler_schemes_check_their_arguments_and_report_a_blow_up():
     with pytest.raises(ValueError, match="step_size must be a positive number; got 0"):
         flows.bw_euler_exact(TARGET, 0)
     with pytest.raises(ValueError, match="q0 must be a full-covariance Gaussian"):
-        flows.scale_euler_exact(TARGET, 0.1).init(G.DiagGaussian(jnp.zeros(2), jnp.ones(2)))
+        flows.scale_euler_exact(TARGET, 0.1).init(G.MeanField(jnp.zeros(2), jnp.ones(2)))
     # far beyond the stability limit 2/λmax(Σp⁻¹), the covariance overflows, and run names the step
     algorithm = flows.bw_euler_exact(TARGET, 1.0)
     with pytest.raises(DivergenceError, match="diverged at step [0-9]+ of 2000") as error:

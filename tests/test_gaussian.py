@@ -33,7 +33,7 @@ def test_log_prob_and_entropy_match_scipy(d):
     ref = multivariate_normal(np.asarray(q.mean), np.asarray(G.covariance(q)))
     np.testing.assert_allclose(G.log_prob(q, x), ref.logpdf(x), rtol=1e-10)
     np.testing.assert_allclose(G.entropy(q), ref.entropy(), rtol=1e-10)
-    diag = G.DiagGaussian(q.mean, jnp.asarray(rng.uniform(0.5, 2, size=d)))
+    diag = G.MeanField(q.mean, jnp.asarray(rng.uniform(0.5, 2, size=d)))
     ref = multivariate_normal(np.asarray(diag.mean), np.diag(np.asarray(diag.std) ** 2))
     np.testing.assert_allclose(G.log_prob(diag, x), ref.logpdf(x), rtol=1e-10)
     np.testing.assert_allclose(G.entropy(diag), ref.entropy(), rtol=1e-10)
@@ -60,9 +60,9 @@ def test_kl_matches_monte_carlo_and_mixed_kinds():
     terms = np.asarray(G.log_prob(q, x) - G.log_prob(p, x))
     assert abs(terms.mean() - float(G.kl(q, p))) < 5 * terms.std() / np.sqrt(n)
     assert float(G.kl(q, q)) == pytest.approx(0.0, abs=1e-12)
-    # a DiagGaussian and the same distribution as a full Gaussian give the same KL
-    dq = G.DiagGaussian(q.mean, jnp.array([0.5, 1.0, 2.0]))
-    dp = G.DiagGaussian(p.mean, jnp.array([1.5, 0.7, 1.1]))
+    # a MeanField and the same distribution as a full Gaussian give the same KL
+    dq = G.MeanField(q.mean, jnp.array([0.5, 1.0, 2.0]))
+    dp = G.MeanField(p.mean, jnp.array([1.5, 0.7, 1.1]))
     full = lambda g: G.Gaussian(g.mean, jnp.diag(g.std))
     np.testing.assert_allclose(G.kl(dq, dp), G.kl(full(dq), full(dp)), rtol=1e-12)
     np.testing.assert_allclose(G.kl(dq, p), G.kl(full(dq), p), rtol=1e-12)
@@ -88,7 +88,7 @@ def test_w2_commuting_covariances_formula():
     expected = np.sqrt(3.0 + np.sum((root_p - root_q) ** 2))
     np.testing.assert_allclose(G.w2(p, q), expected, rtol=1e-10)
     # diagonal case: all four combinations of kinds agree
-    dp, dq = G.DiagGaussian(jnp.zeros(3), jnp.asarray(np.sqrt(a))), G.DiagGaussian(jnp.ones(3), jnp.asarray(np.sqrt(b)))
+    dp, dq = G.MeanField(jnp.zeros(3), jnp.asarray(np.sqrt(a))), G.MeanField(jnp.ones(3), jnp.asarray(np.sqrt(b)))
     expected = np.sqrt(3.0 + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2))
     for x in (dp, G.Gaussian(dp.mean, jnp.diag(dp.std))):
         for y in (dq, G.Gaussian(dq.mean, jnp.diag(dq.std))):
@@ -121,12 +121,12 @@ def test_geodesic_endpoints_and_constant_speed(kinds):
     rng = np.random.default_rng(4)
     p, q = random_gaussian(rng, 3), random_gaussian(rng, 3)
     if kinds in ("diag", "mixed"):
-        p = G.DiagGaussian(p.mean, jnp.asarray(rng.uniform(0.5, 2, 3)))
+        p = G.MeanField(p.mean, jnp.asarray(rng.uniform(0.5, 2, 3)))
     if kinds == "diag":
-        q = G.DiagGaussian(q.mean, jnp.asarray(rng.uniform(0.5, 2, 3)))
+        q = G.MeanField(q.mean, jnp.asarray(rng.uniform(0.5, 2, 3)))
     total = float(G.w2(p, q))
     start, end = G.geodesic(p, q, 0.0), G.geodesic(p, q, 1.0)
-    assert type(start) is (G.DiagGaussian if kinds == "diag" else G.Gaussian)
+    assert type(start) is (G.MeanField if kinds == "diag" else G.Gaussian)
     np.testing.assert_allclose(G.covariance(start), G.covariance(p), atol=1e-12)
     np.testing.assert_allclose(G.covariance(end), G.covariance(q), atol=1e-10)
     np.testing.assert_allclose(end.mean, q.mean, atol=1e-12)
@@ -161,8 +161,8 @@ def test_from_covariance_and_from_samples():
         (lambda: G.Gaussian(jnp.array([0.0, jnp.nan]), jnp.eye(2)), r"q\.mean has 1 non-finite"),
         (lambda: G.Gaussian(jnp.zeros(2), jnp.array([[1.0, jnp.inf], [0.0, 1.0]])), r"q\.scale has 1 non-finite"),
         (lambda: G.Gaussian(jnp.zeros((2, 1)), jnp.eye(2)), r"q\.mean must be a vector"),
-        (lambda: G.DiagGaussian(jnp.zeros(2), jnp.array([1.0, -1.0])), r"q\.std must be positive"),
-        (lambda: G.DiagGaussian(jnp.zeros(2), jnp.ones(3)), r"q\.std must have shape \(2,\)"),
+        (lambda: G.MeanField(jnp.zeros(2), jnp.array([1.0, -1.0])), r"q\.std must be positive"),
+        (lambda: G.MeanField(jnp.zeros(2), jnp.ones(3)), r"q\.std must have shape \(2,\)"),
     ],
 )
 def test_bad_gaussians_raise_naming_the_argument(make, match):
@@ -186,7 +186,7 @@ def test_bad_arguments_of_binary_functions():
         G.log_prob(p, jnp.zeros((4, 3)))
     with pytest.raises(ValueError, match=r"cov must be positive definite"):
         G.from_covariance(jnp.zeros(2), jnp.array([[1.0, 2.0], [2.0, 1.0]]))
-    with pytest.raises(ValueError, match=r"must be a wvi.gaussian.Gaussian or DiagGaussian"):
+    with pytest.raises(ValueError, match=r"must be a wvi.gaussian.Gaussian or MeanField"):
         G.w2((jnp.zeros(2), jnp.eye(2)), p)
 
 
@@ -199,7 +199,7 @@ def test_expect_is_exact_for_polynomials():
     np.testing.assert_allclose(first, m, atol=1e-12)
     np.testing.assert_allclose(second, cov + np.outer(m, m), atol=1e-11)
     # fourth moment of a 1-D Gaussian: m⁴ + 6m²σ² + 3σ⁴
-    one = G.DiagGaussian(jnp.array([0.7]), jnp.array([1.3]))
+    one = G.MeanField(jnp.array([0.7]), jnp.array([1.3]))
     fourth = G.expect(one, lambda x: x[0] ** 4, num_points=3)
     assert float(fourth) == pytest.approx(0.7**4 + 6 * 0.49 * 1.69 + 3 * 1.69**2, rel=1e-12)
 
@@ -215,3 +215,58 @@ def test_best_gaussian_is_exact_for_a_gaussian_target_and_the_banana():
     q, _ = G.best_gaussian(banana, G.Gaussian(jnp.zeros(2), jnp.eye(2)), num_points=3)
     np.testing.assert_allclose(q.mean, [1.0, 1.25], atol=1e-6)
     np.testing.assert_allclose(G.covariance(q), [[0.25, 0.5], [0.5, 1.5]], atol=1e-6)
+
+
+def test_meanfield_over_a_pytree_sampling_and_checks():
+    q = G.meanfield({"w": jnp.array([1.0, -2.0])}, {"w": jnp.array([0.5, 2.0])})
+    draws = jax.vmap(lambda k: G.sample(k, q, 1)["w"][0])(jax.random.split(jax.random.key(0), 4000))
+    # sample means within 5 standard errors
+    assert np.all(np.abs(draws.mean(0) - np.array([1.0, -2.0])) < 5 * np.array([0.5, 2.0]) / np.sqrt(4000))
+    with pytest.raises(ValueError, match=r"std\['w'\] must be positive and finite"):
+        G.meanfield({"w": jnp.zeros(2)}, {"w": jnp.array([1.0, 0.0])})
+    with pytest.raises(ValueError, match=r"std\[.w.\] must have shape \(2,\) like mean\[.w.\]; got shape \(3,\)"):
+        G.meanfield({"w": jnp.zeros(2)}, {"w": jnp.ones(3)})
+
+
+
+def test_meanfield_over_a_pytree_is_its_flattened_vector():
+    """Entropy, KL, W2 and the geodesic of MeanFields over a pytree equal those of the same coordinates as one
+    vector; draws are the vector's draws cut into the leaves."""
+    rng = np.random.default_rng(4)
+    tree = lambda v: {"a": v[:3], "b": v[3:].reshape(2, 2)}
+    m0, m1, s0, s1 = (jnp.asarray(rng.normal(size=7)) for _ in range(4))
+    s0, s1 = jnp.exp(s0), jnp.exp(s1)
+    p, q = G.MeanField(tree(m0), tree(s0)), G.MeanField(tree(m1), tree(s1))
+    pv, qv = G.MeanField(m0, s0), G.MeanField(m1, s1)
+    assert G.dim(p) == 7
+    for f in (G.entropy,):
+        np.testing.assert_allclose(f(p), f(pv), rtol=1e-6)
+    for f in (G.kl, G.w2, G.w2_squared):
+        np.testing.assert_allclose(f(p, q), f(pv, qv), rtol=1e-6)
+    np.testing.assert_allclose(G.w2_squared(pv, qv), G.w2(G.Gaussian(m0, jnp.diag(s0)), G.Gaussian(m1, jnp.diag(s1))) ** 2,
+                               rtol=1e-4)
+    mid = G.geodesic(p, q, 0.3)
+    np.testing.assert_allclose(jnp.concatenate([mid.std["a"], mid.std["b"].ravel()]), G.geodesic(pv, qv, 0.3).std, rtol=1e-6)
+    key = jax.random.key(0)
+    draws = G.sample(key, p, 5)
+    np.testing.assert_allclose(jnp.concatenate([draws["a"], draws["b"].reshape(5, 4)], axis=1), G.sample(key, pv, 5),
+                               rtol=1e-6)
+
+
+def test_meanfield_point_masses_and_vector_only_operations():
+    """std = 0 (a point mass) is accepted by w2, geodesic and sample, refused by densities; a pytree MeanField has no
+    dense form and cannot be paired with a Gaussian: each raises naming the argument."""
+    p = G.point_mass({"w": jnp.array([0.0, 1.0])})
+    q = G.point_mass({"w": jnp.array([3.0, 5.0])})
+    np.testing.assert_allclose(G.w2_squared(p, q), 25.0)
+    np.testing.assert_allclose(G.geodesic(p, q, 0.5).mean["w"], [1.5, 3.0])
+    np.testing.assert_array_equal(G.sample(jax.random.key(0), p, 2)["w"], [[0.0, 1.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match=r"q\.std\['w'\] must be positive"):
+        G.entropy(p)
+    tree = G.meanfield({"w": jnp.zeros(2)}, 1.0)
+    with pytest.raises(ValueError, match=r"q must be a MeanField over a vector .* for whiten and log_prob"):
+        G.log_prob(tree, jnp.zeros(2))
+    with pytest.raises(ValueError, match=r"p must be a MeanField over a vector"):
+        G.w2(tree, G.Gaussian(jnp.zeros(2), jnp.eye(2)))
+    with pytest.raises(ValueError, match=r"p and q must have means of the same structure"):
+        G.w2(tree, G.meanfield({"v": jnp.zeros(2)}, 1.0))

@@ -10,6 +10,7 @@ import optax
 import pytest
 
 from wvi import bbvi, bnn, ensembles, flows, gaussian, mixtures, networks, ngvi, targets
+from wvi import gaussian as G
 
 
 def gauss_log_density(x):
@@ -51,7 +52,7 @@ ALGORITHMS = {
     "drle": (ensembles.ensemble(toy_loss, "drle", 0.01, lam1=1.0, lam2=1.0),
              ({"w": jax.random.normal(jax.random.key(3), (4, 2))}, jax.random.key(4))),
     "meanfield vi": (bnn.meanfield_vi(MLP_APPLY, X_TOY, Y_TOY, prior_std=1.0, batch_size=4, optimizer=optax.sgd(0.01, momentum=0.9)),
-                   (bnn.meanfield(MLP_PARAMS, 0.1),)),
+                   (G.meanfield(MLP_PARAMS, 0.1),)),
     "map estimation": (bnn.map_estimation(MLP_APPLY, X_TOY, Y_TOY, prior_std=1.0, batch_size=4, optimizer=optax.sgd(0.01, momentum=0.9)),
                     (MLP_PARAMS,)),
 }
@@ -151,20 +152,19 @@ def test_metrics_are_arrays_and_work_under_jit():
     np.testing.assert_allclose(metrics["lpd"], np.log(0.5), rtol=1e-6)
 
 
-def test_barrier_geodesic_and_w2_under_jit_and_vmap():
-    from wvi import barrier
+def test_meanfield_geodesic_and_w2_under_jit_and_vmap():
 
-    q0 = bnn.meanfield(MLP_PARAMS, 0.1)
-    q1 = bnn.meanfield(jax.tree_util.tree_map(lambda x: x + 1.0, MLP_PARAMS), 0.3)
+    q0 = G.meanfield(MLP_PARAMS, 0.1)
+    q1 = G.meanfield(jax.tree_util.tree_map(lambda x: x + 1.0, MLP_PARAMS), 0.3)
     taus = jnp.array([0.0, 0.25, 1.0])
-    path = jax.vmap(lambda t: barrier.geodesic(q0, q1, t))(taus)
-    assert_trees_close(jax.tree_util.tree_map(lambda x: x[1], path), barrier.geodesic(q0, q1, 0.25))
-    w2 = jax.jit(barrier.w2_squared)(q0, q1)
-    np.testing.assert_allclose(w2, barrier.w2_squared(q0, q1), rtol=1e-6)
-    np.testing.assert_allclose(jax.vmap(lambda t: barrier.w2_squared(q0, barrier.geodesic(q0, q1, t)))(taus),
+    path = jax.vmap(lambda t: G.geodesic(q0, q1, t))(taus)
+    assert_trees_close(jax.tree_util.tree_map(lambda x: x[1], path), G.geodesic(q0, q1, 0.25))
+    w2 = jax.jit(G.w2_squared)(q0, q1)
+    np.testing.assert_allclose(w2, G.w2_squared(q0, q1), rtol=1e-6)
+    np.testing.assert_allclose(jax.vmap(lambda t: G.w2_squared(q0, G.geodesic(q0, q1, t)))(taus),
                                taus**2 * w2, rtol=1e-5)  # a geodesic: W2(q0, q_τ) = τ W2(q0, q1)
-    with pytest.raises(ValueError, match=r"tau must lie in \[0, 1\]"):
-        barrier.geodesic(q0, q1, 1.5)
+    with pytest.raises(ValueError, match=r"t must lie in \[0, 1\]"):
+        G.geodesic(q0, q1, 1.5)
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)

@@ -29,7 +29,7 @@ import importlib
 
 from wvi import (algorithm, align, barrier, bbvi, bnn, data, divergences, ensembles, flows, gaussian, mixtures, networks,
                  ngvi, targets)
-from wvi.gaussian import DiagGaussian, Gaussian
+from wvi.gaussian import Gaussian, MeanField
 
 __version__ = "0.1.0"
 
@@ -51,4 +51,4 @@ def __dir__():
 
 
 __all__ = ["algorithm", "align", "barrier", "bbvi", "data", "display", "divergences", "ensembles", "flows", "gaussian", "mcmc",
-           "bnn", "mixtures", "networks", "ngvi", "plot", "report", "targets", "Gaussian", "DiagGaussian", "__version__"]
+           "bnn", "mixtures", "networks", "ngvi", "plot", "report", "targets", "Gaussian", "MeanField", "__version__"]

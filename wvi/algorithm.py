@@ -296,6 +296,12 @@ def trace_state(state, info):
     return state
 
 
+def trace_approximation(state, info):
+    """The trace function that records the current approximation after every step (`state.approximation`: a
+    Gaussian, Mixture, MeanField or the particles, whatever the algorithm), the same for every algorithm."""
+    return state.approximation
+
+
 def trace_loss(state, info):
     """The trace function that records the info's `loss` after every step (`run(..., trace_fn=trace_loss)`): one
     module-level function, so every run that uses it shares its compiled program."""

@@ -5,7 +5,7 @@ it; with `wvi.networks`' (fan_in, fan_out) layout, columns and rows respectively
 its bias and norm parameters) leaves the network's function unchanged. A `PermutationSpec` says which permutation
 acts on which axis of which parameter leaf; leaves are named by their pytree path (`jax.tree_util.keystr`, e.g.
 "[0]['w']" or "['blocks'][3]['conv1']"). `permute` applies permutations to a parameter pytree or, alike, to the
-means and standard deviations of a `wvi.bnn.MeanField`.
+means and standard deviations of a `wvi.gaussian.MeanField`.
 
 `align(q0, q1, spec, cost)` is Algorithm 1 of Rossi et al. (Git Re-Basin's weight matching with a Wasserstein
 cost). For mean-field Gaussians, W2²(P#q1, q0) = ‖m0 − P m1‖² + ‖s0 − P s1‖² (Eq. 17), so minimising it over
@@ -31,6 +31,7 @@ import jax
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from wvi import gaussian as G
 from wvi._checks import check_choice
 
 COSTS = ("wasserstein", "mean", "kl")
@@ -63,7 +64,7 @@ def _mean_pytree(params):
 
 
 def _is_meanfield(x) -> bool:
-    return hasattr(x, "mean") and hasattr(x, "log_std") and isinstance(x, tuple)
+    return isinstance(x, G.MeanField)
 
 
 def check_spec(spec: PermutationSpec, params) -> dict:
@@ -176,9 +177,9 @@ def _permute_leaves(leaves: dict, spec, perms, skip: Optional[tuple] = None) -> 
 
 def permute(params, spec: PermutationSpec, perms: dict):
     """P#params: every axis that `spec` assigns to permutation p is reindexed by `perms[p]` (new unit i = old unit
-    perms[p][i]). For a `MeanField` the means and the (log) standard deviations are permuted alike."""
+    perms[p][i]). For a `wvi.gaussian.MeanField` the means and the standard deviations are permuted alike."""
     if _is_meanfield(params):
-        return type(params)(permute(params.mean, spec, perms), permute(params.log_std, spec, perms))
+        return G.MeanField(permute(params.mean, spec, perms), permute(params.std, spec, perms))
     _check_perms(spec, params, perms)
     flat, tree = jax.tree_util.tree_flatten_with_path(params)
     leaves = {jax.tree_util.keystr(path): leaf for path, leaf in flat}
@@ -222,10 +223,10 @@ def _arrays(q, cost: str, name: str, dtype=np.float64) -> tuple[dict, Optional[d
     """q's means and standard deviations (None for plain parameters) as `{leaf path: dtype array}`."""
     if _is_meanfield(q):
         means = {k: np.asarray(v, dtype) for k, v in leaves_by_path(q.mean).items()}
-        stds = {k: np.exp(np.asarray(v, dtype)) for k, v in leaves_by_path(q.log_std).items()}
+        stds = {k: np.asarray(v, dtype) for k, v in leaves_by_path(q.std).items()}
         return means, stds
     if cost != "mean":
-        raise ValueError(f"{name} must be a wvi.bnn.MeanField for cost {cost!r} (it uses the standard deviations); "
+        raise ValueError(f"{name} must be a wvi.gaussian.MeanField for cost {cost!r} (it uses the standard deviations); "
                          f"plain parameters can only be aligned with cost='mean'")
     return {k: np.asarray(v, dtype) for k, v in leaves_by_path(q).items()}, None
 

@@ -1,7 +1,8 @@
 """Paths between two mean-field Gaussian posteriors, and the loss barrier along them.
 
-* W2 geodesic: between diagonal Gaussians the Wasserstein-2 geodesic interpolates means and standard deviations
-  linearly, q_τ = N((1−τ)m0 + τ m1, diag((1−τ)s0 + τ s1)²), and W2²(q0, q1) = ‖m0 − m1‖² + ‖s0 − s1‖².
+* W2 geodesic: between mean-field Gaussians the Wasserstein-2 geodesic interpolates means and standard deviations
+  linearly, q_τ = N((1−τ)m0 + τ m1, diag((1−τ)s0 + τ s1)²), and W2²(q0, q1) = ‖m0 − m1‖² + ‖s0 − s1‖²
+  (`wvi.gaussian.geodesic` and `wvi.gaussian.w2_squared`, which take the `MeanField`s of `wvi.bnn` as they are).
 * Mixture path: q_τ = (1−τ) q0 + τ q1, whose predictive density is the same mixture of the two predictives.
 
 The functional loss barrier (Rossi et al., Def. 3 in Sec. 3; 25 evenly spaced τ as in their Sec. 5). The paper writes
@@ -27,25 +28,10 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from wvi import align, bnn
-from wvi._checks import check_choice, is_concrete
+from wvi import gaussian as G
+from wvi._checks import check_choice
 
 PATHS = ("geodesic", "mixture")
-
-
-def geodesic(q0: bnn.MeanField, q1: bnn.MeanField, tau: float) -> bnn.MeanField:
-    """The point at time τ ∈ [0, 1] on the W2 geodesic from q0 to q1 (linear in means and in standard deviations)."""
-    if is_concrete(tau) and not np.all((0.0 <= np.asarray(tau)) & (np.asarray(tau) <= 1.0)):
-        raise ValueError(f"tau must lie in [0, 1]; got {tau}")
-    mean = jax.tree_util.tree_map(lambda a, b: (1 - tau) * a + tau * b, q0.mean, q1.mean)
-    log_std = jax.tree_util.tree_map(lambda a, b: jnp.log((1 - tau) * jnp.exp(a) + tau * jnp.exp(b)), q0.log_std, q1.log_std)
-    return bnn.MeanField(mean, log_std)
-
-
-def w2_squared(q0: bnn.MeanField, q1: bnn.MeanField) -> jax.Array:
-    """W2²(q0, q1) = ‖m0 − m1‖² + ‖s0 − s1‖² for mean-field Gaussians."""
-    d = jax.tree_util.tree_map(lambda a, b: jnp.sum((a - b) ** 2), q0.mean, q1.mean)
-    s = jax.tree_util.tree_map(lambda a, b: jnp.sum((jnp.exp(a) - jnp.exp(b)) ** 2), q0.log_std, q1.log_std)
-    return sum(jax.tree_util.tree_leaves(d)) + sum(jax.tree_util.tree_leaves(s))
 
 
 class BarrierCurve(NamedTuple):
@@ -70,7 +56,7 @@ def barrier_from_losses(taus, losses) -> tuple[float, float]:
     return float(gap[i]), float(taus[i])
 
 
-def loss_curve(key, q0: bnn.MeanField, q1: bnn.MeanField, apply_fn: Callable, x, y, num_taus: int = 25,
+def loss_curve(key, q0: G.MeanField, q1: G.MeanField, apply_fn: Callable, x, y, num_taus: int = 25,
                num_samples: int = 128, path: str = "geodesic", likelihood: str = "categorical",
                noise_std: float = 1.0, batch: int = 16) -> BarrierCurve:
     """ℓ(q_τ) = −mean_n log (1/S) Σ_s p(y_n | x_n, θ_s), θ_s ~ q_τ, along `path` on `num_taus` evenly spaced τ,
@@ -84,7 +70,7 @@ def loss_curve(key, q0: bnn.MeanField, q1: bnn.MeanField, apply_fn: Callable, x,
         return bnn.predictive_log_density(key, q, apply_fn, x, y, num_samples, likelihood, noise_std, batch)
 
     if path == "geodesic":
-        losses = [-float(jnp.mean(density(geodesic(q0, q1, t)))) for t in taus]
+        losses = [-float(jnp.mean(density(G.geodesic(q0, q1, t)))) for t in taus]
     else:
         d0, d1 = density(q0), density(q1)
         losses = [-float(jnp.mean(jnp.logaddexp(jnp.log1p(-t) + d0 if t < 1 else -jnp.inf,
@@ -99,12 +85,12 @@ class NaiveAndAligned(NamedTuple):
     along the W2 geodesic from q0 to q1 and to P#q1."""
 
     alignment: align.Alignment
-    q1_aligned: bnn.MeanField
+    q1_aligned: G.MeanField
     naive: dict
     aligned: dict
 
 
-def naive_and_aligned(key, q0: bnn.MeanField, q1: bnn.MeanField, spec: align.PermutationSpec, apply_fn: Callable,
+def naive_and_aligned(key, q0: G.MeanField, q1: G.MeanField, spec: align.PermutationSpec, apply_fn: Callable,
                       splits: dict, cost: str = "wasserstein", num_taus: int = 25, num_samples: int = 128,
                       likelihood: str = "categorical", noise_std: float = 1.0, batch: int = 16) -> NaiveAndAligned:
     """Align q1 to q0 (`align.align` with `cost`, sweep order from `key`) and compute the loss curves from q0 to q1

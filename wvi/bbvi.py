@@ -50,18 +50,63 @@ ESTIMATORS = ("rep", "path")
 RATIO_SCALINGS = ("none", "max")
 
 
+class _Family(NamedTuple):
+    """The operations BBVI needs from a reparameterisable family, so that the code below is written once for
+    Gaussians, mean-field Gaussians and mixtures (one dispatch, `_family`)."""
+
+    check: Callable  # (q, name) -> None, raising ValueError
+    first_mean: Callable  # q -> a mean of shape (d,) (a mixture's first component's)
+    noise_shape: Callable  # (q, n) -> the shape of standard-normal noise for n draws (per component)
+    draws: Callable  # (q, noise) -> (log weights (K,), samples (K, n, d)), K = 1 for a Gaussian
+    sample: Callable  # (key, q, n) -> (n, d)
+    log_prob: Callable  # (q, x (..., d)) -> (...)
+    moments: Callable  # q -> (mean (d,), covariance (d, d))
+    marginals: Callable  # (q, j) -> (weights (K,), means (K,), variances (K,)) of coordinate j
+
+
+def _check_gaussian(q, name):
+    G.check(q, name)
+    G.check_vector(q, name, "BBVI (a family over vectors x of shape (d,))")
+
+
+_GAUSSIAN = _Family(
+    check=_check_gaussian,
+    first_mean=lambda q: q.mean,
+    noise_shape=lambda q, n: (n, G.dim(q)),
+    draws=lambda q, noise: (jnp.zeros((1,), dtype=noise.dtype), G.reparameterize(q, noise)[None]),
+    sample=G.sample,
+    log_prob=G.log_prob,
+    moments=lambda q: (q.mean, G.covariance(q)),
+    marginals=lambda q, j: (jnp.ones(1), q.mean[j][None], G.covariance(q)[j, j][None]),
+)
+_MIXTURE = _Family(
+    check=M.check,
+    first_mean=lambda q: q.means[0],
+    noise_shape=lambda q, n: (M.num_components(q), n, M.dim(q)),
+    draws=lambda q, noise: (jax.nn.log_softmax(q.logits), M.reparameterize(q, noise)),
+    sample=M.sample,
+    log_prob=M.log_prob,
+    moments=M.moments,
+    marginals=lambda q, j: (M.weights(q), q.means[:, j], M.covariances(q)[:, j, j]),
+)
+
+
+def _family(q) -> _Family:
+    return _MIXTURE if isinstance(q, M.Mixture) else _GAUSSIAN
+
+
 class BBVIState(NamedTuple):
     q: G.AnyGaussian
     opt_state: optax.OptState
 
     @property
     def approximation(self):
-        """The fitted q (a Gaussian, DiagGaussian or Mixture)."""
+        """The fitted q (a Gaussian, MeanField or Mixture)."""
         return self.q
 
     def sample(self, key, num_samples: int) -> jax.Array:
         """Draws (num_samples, d) from q."""
-        return (M.sample if isinstance(self.q, M.Mixture) else G.sample)(key, self.q, num_samples)
+        return _family(self.q).sample(key, self.q, num_samples)
 
 
 class BBVIInfo(NamedTuple):
@@ -71,30 +116,18 @@ class BBVIInfo(NamedTuple):
 
 def check_log_density(log_density: Callable, q, name: str = "log_density") -> None:
     """Raise unless `log_density` maps a point of shape (d,) to a finite scalar at q's mean (a mixture's first mean)."""
-    point = q.means[0] if isinstance(q, M.Mixture) else q.mean
-    _checks.check_log_density(log_density, point, name)
+    _checks.check_log_density(log_density, _family(q).first_mean(q), name)
 
 
 def check_family(q, name: str = "q") -> None:
-    """Raise unless q is a Gaussian, DiagGaussian or Mixture (the reparameterisable families of `fdiv_loss`)."""
-    if isinstance(q, M.Mixture):
-        M.check(q, name)
-    else:
-        G.check(q, name)
+    """Raise unless q is a Gaussian, a MeanField over vectors or a Mixture (the reparameterisable families of
+    `fdiv_loss`)."""
+    _family(q).check(q, name)
 
 
 def noise_shape(q, num_samples: int) -> tuple:
     """(n, d) for a Gaussian; (K, n, d) for a mixture, one batch per component."""
-    if isinstance(q, M.Mixture):
-        return (M.num_components(q), num_samples, M.dim(q))
-    return (num_samples, G.dim(q))
-
-
-def _draws(q, noise):
-    """(log weights (K,), samples (K, n, d), log q) of a Gaussian (K = 1) or a mixture."""
-    if isinstance(q, M.Mixture):
-        return jax.nn.log_softmax(q.logits), M.reparameterize(q, noise), M.log_prob
-    return jnp.zeros((1,), dtype=noise.dtype), G.reparameterize(q, noise)[None], G.log_prob
+    return _family(q).noise_shape(q, num_samples)
 
 
 def fdiv_loss(q, noise, log_density: Callable, divergence: str = "reverse_kl", estimator: str = "path",
@@ -108,7 +141,9 @@ def fdiv_loss(q, noise, log_density: Callable, divergence: str = "reverse_kl", e
     check_choice(ratio_scaling, RATIO_SCALINGS, "ratio_scaling")
     if estimator == "rep" and divergence != "reverse_kl":
         raise ValueError(f"estimator 'rep' is defined for divergence 'reverse_kl' only; got divergence {divergence!r}")
-    log_w, x, log_q = _draws(q, noise)
+    family = _family(q)
+    log_w, x = family.draws(q, noise)
+    log_q = family.log_prob
     q_density = q if estimator == "rep" else jax.lax.stop_gradient(q)
     log_r = jax.vmap(jax.vmap(log_density))(x) - log_q(q_density, x)  # (K, n)
     shift = jax.lax.stop_gradient(jnp.max(log_r)) if ratio_scaling == "max" else 0.0
@@ -121,7 +156,7 @@ def fdiv_loss(q, noise, log_density: Callable, divergence: str = "reverse_kl", e
 def fdiv_grad(key, q, log_density: Callable, num_samples: int, divergence: str = "reverse_kl",
               estimator: str = "path", ratio_scaling: str = "none"):
     """(D̂_f, gradient) with `num_samples` fresh draws (per component); the gradient has q's pytree structure."""
-    noise = jax.random.normal(key, noise_shape(q, num_samples), dtype=jnp.result_type(q.means if isinstance(q, M.Mixture) else q.mean))
+    noise = jax.random.normal(key, noise_shape(q, num_samples), dtype=jnp.result_type(_family(q).first_mean(q)))
     (_, estimate), grad = jax.value_and_grad(fdiv_loss, has_aux=True)(q, noise, log_density, divergence, estimator, ratio_scaling)
     return estimate, grad
 
@@ -217,7 +252,7 @@ def bbvi(log_density: Callable, optimizer: optax.GradientTransformation, num_sam
 
     Each step draws `num_samples` standard-normal vectors (per component for a mixture), forms the rep or path
     gradient of the divergence, and applies one update of `optimizer` (plain `optax.sgd(η)` gives the Euler scheme
-    of Part I). `q0` may be a Gaussian, a DiagGaussian or a `wvi.mixtures.Mixture`; the info's loss is D̂_f.
+    of Part I). `q0` may be a Gaussian, a MeanField over vectors or a `wvi.mixtures.Mixture`; the info's loss is D̂_f.
 
     Args:
       log_density: x -> log p(x) for a point of shape (d,), unnormalised for reverse KL; the other divergences need
@@ -257,27 +292,25 @@ def bbvi(log_density: Callable, optimizer: optax.GradientTransformation, num_sam
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The three families (Gaussian, DiagGaussian, Mixture) seen alike: moments, draws, marginals, estimator weights
+# The three families (Gaussian, MeanField, Mixture) seen alike: moments, draws, marginals, estimator weights
 # ----------------------------------------------------------------------------------------------------------------
 
 def moments(q):
-    """(mean (d,), covariance (d, d)) of a Gaussian, DiagGaussian or Mixture."""
+    """(mean (d,), covariance (d, d)) of a Gaussian, MeanField or Mixture."""
     check_family(q)
-    if isinstance(q, M.Mixture):
-        return M.moments(q)
-    return q.mean, G.covariance(q)
+    return _family(q).moments(q)
 
 
 def sample(key, q, num_samples: int) -> jax.Array:
-    """`num_samples` draws (num_samples, d) from a Gaussian, DiagGaussian or Mixture."""
+    """`num_samples` draws (num_samples, d) from a Gaussian, MeanField or Mixture."""
     check_family(q)
-    return (M.sample if isinstance(q, M.Mixture) else G.sample)(key, q, num_samples)
+    return _family(q).sample(key, q, num_samples)
 
 
 def log_prob(q, x) -> jax.Array:
-    """log q(x) for points x (..., d) of a Gaussian, DiagGaussian or Mixture."""
+    """log q(x) for points x (..., d) of a Gaussian, MeanField or Mixture."""
     check_family(q)
-    return (M.log_prob if isinstance(q, M.Mixture) else G.log_prob)(q, x)
+    return _family(q).log_prob(q, x)
 
 
 def _log_ratios(key, q, log_density: Callable, num_samples: int) -> jax.Array:
@@ -302,10 +335,7 @@ def log_evidence(key, q, log_density: Callable, num_samples: int):
 def marginal_density(q, coordinate: int, points) -> jax.Array:
     """The density of coordinate j of x ~ q at `points` (n,): N(m_j, Σ_jj), or Σ_k w_k N(m_kj, Σ_k,jj)."""
     check_family(q)
-    if isinstance(q, M.Mixture):
-        w, means, variances = M.weights(q), q.means[:, coordinate], M.covariances(q)[:, coordinate, coordinate]
-    else:
-        w, means, variances = jnp.ones(1), q.mean[coordinate][None], G.covariance(q)[coordinate, coordinate][None]
+    w, means, variances = _family(q).marginals(q, coordinate)
     points = jnp.asarray(points)[:, None]
     dens = jnp.exp(-0.5 * (points - means) ** 2 / variances) / jnp.sqrt(2 * jnp.pi * variances)
     return dens @ w
@@ -326,13 +356,13 @@ FAMILIES = ("mean-field", "full-covariance", "mixture")
 
 
 def initial(family: str, dim: int, key=None, num_components: int = 3, scale: float = 1.0, spread: float = 0.5):
-    """A standard start: N(0, scale² I) as a DiagGaussian ("mean-field") or Gaussian ("full-covariance"), or an
+    """A standard start: N(0, scale² I) as a MeanField ("mean-field") or Gaussian ("full-covariance"), or an
     equal mixture of `num_components` N(μ_k, scale² I) with μ_k ~ N(0, spread² I) drawn with `key` ("mixture")."""
     check_choice(family, FAMILIES, "family")
     if not isinstance(dim, (int, np.integer)) or dim < 1:
         raise ValueError(f"dim must be a positive integer; got {dim!r}")
     if family == "mean-field":
-        return G.DiagGaussian(jnp.zeros(dim), jnp.full((dim,), float(scale)))
+        return G.MeanField(jnp.zeros(dim), jnp.full((dim,), float(scale)))
     if family == "full-covariance":
         return G.Gaussian(jnp.zeros(dim), float(scale) * jnp.eye(dim))
     if key is None:

@@ -1,7 +1,8 @@
 """Bayesian neural networks: mean-field Gaussian posteriors over network parameters, and their training (Part V).
 
-A mean-field Gaussian over any parameter pytree of `wvi.networks` is a `MeanField(mean, log_std)` of two pytrees of
-the same structure. `meanfield_vi` fits it by maximising the (tempered) ELBO with any optax optimiser (the paper:
+A mean-field Gaussian over any parameter pytree of `wvi.networks` is a `wvi.gaussian.MeanField(mean, std)` of two
+pytrees of the same structure (the one diagonal Gaussian type of `wvi`; build it with `wvi.gaussian.meanfield`).
+`meanfield_vi` fits it by maximising the (tempered) ELBO with any optax optimiser (the paper:
 SGD with momentum), `map_estimation` finds the MAP; `wvi.algorithm.run` runs either, replicas side by side under
 vmap (`num_replicas`); `predictive_log_density` and `predictive_log_probs` evaluate the posterior predictive with
 S samples. The prior is N(0, α² I) throughout (`log_prior`, `expected_log_prior`, `kl_to_prior`). Chapter: Part V,
@@ -18,47 +19,9 @@ import numpy as np
 import optax
 
 from wvi import algorithm
-from wvi._checks import check_choice, check_finite, is_concrete
+from wvi import gaussian as G
+from wvi._checks import check_choice
 from wvi.networks import DATA_CHUNK, apply_in_chunks
-
-class MeanField(NamedTuple):
-    """q(θ) = Π_i N(θ_i; mean_i, exp(log_std_i)²) over a parameter pytree; `mean` and `log_std` share its structure."""
-
-    mean: Any
-    log_std: Any
-
-    @property
-    def std(self):
-        return jax.tree_util.tree_map(jnp.exp, self.log_std)
-
-
-def meanfield(mean, std) -> MeanField:
-    """A mean-field Gaussian from pytrees of means and standard deviations (a scalar std applies to every leaf).
-    Raises if a std is not positive and finite or the two pytrees do not match."""
-    if np.ndim(std) == 0 and not isinstance(std, (list, tuple, dict)):
-        std = jax.tree_util.tree_map(lambda m: jnp.full(jnp.shape(m), std, jnp.result_type(m)), mean)
-    if jax.tree_util.tree_structure(mean) != jax.tree_util.tree_structure(std):
-        raise ValueError("mean and std must be pytrees of the same structure")
-    for (path, m), s in zip(jax.tree_util.tree_flatten_with_path(mean)[0], jax.tree_util.tree_leaves(std)):
-        where = jax.tree_util.keystr(path)
-        if jnp.shape(m) != jnp.shape(s):
-            raise ValueError(f"std{where} has shape {jnp.shape(s)}; expected {jnp.shape(m)}, the shape of mean{where}")
-        if is_concrete(s) and not (np.all(np.asarray(s) > 0) and np.all(np.isfinite(np.asarray(s)))):
-            raise ValueError(f"std{where} must be positive and finite everywhere")
-        check_finite(m, f"mean{where}")
-    return MeanField(mean, jax.tree_util.tree_map(lambda s: jnp.log(jnp.asarray(s, jnp.result_type(float))), std))
-
-
-def meanfield_sample(key, q: MeanField):
-    """One draw θ = mean + std ⊙ ε, ε ~ N(0, I) (reparameterised). ε is one normal vector cut into the leaves'
-    shapes: one random-number call however many leaves (much faster to compile than one call per leaf)."""
-    leaves, tree = jax.tree_util.tree_flatten(q.mean)
-    sizes = [int(np.size(m)) for m in leaves]
-    flat = jax.random.normal(key, (sum(sizes),), jnp.result_type(*leaves))
-    pieces = jnp.split(flat, np.cumsum(sizes)[:-1])
-    eps = [e.reshape(jnp.shape(m)) for e, m in zip(pieces, leaves)]
-    return jax.tree_util.tree_map(lambda m, ls, e: m + jnp.exp(ls) * e, q.mean, q.log_std, jax.tree_util.tree_unflatten(tree, eps))
-
 
 def log_prior(params, prior_std: float) -> jax.Array:
     """log N(θ; 0, α² I) = Σ_i [−½ log(2πα²) − θ_i²/(2α²)] of a parameter pytree θ, the normaliser included."""
@@ -67,24 +30,31 @@ def log_prior(params, prior_std: float) -> jax.Array:
     return -sum(jnp.sum(a ** 2) for a in leaves) / (2 * prior_std ** 2) - 0.5 * size * jnp.log(2 * jnp.pi * prior_std ** 2)
 
 
-def expected_log_prior(q: MeanField, prior_std: float) -> jax.Array:
-    """E_q log N(θ; 0, α² I) = Σ_i [−½ log(2πα²) − (m_i² + s_i²)/(2α²)], exact."""
+def _expected_log_prior(mean, log_std, prior_std: float) -> jax.Array:
     a2 = prior_std ** 2
     return sum(jnp.sum(-0.5 * jnp.log(2 * jnp.pi * a2) - (m ** 2 + jnp.exp(2 * ls)) / (2 * a2))
-               for m, ls in zip(jax.tree_util.tree_leaves(q.mean), jax.tree_util.tree_leaves(q.log_std)))
+               for m, ls in zip(jax.tree_util.tree_leaves(mean), jax.tree_util.tree_leaves(log_std)))
 
 
-def kl_to_prior(q: MeanField, prior_std: float) -> jax.Array:
-    """KL(q ‖ N(0, α² I)) = Σ_i [log(α/s_i) + (s_i² + m_i²)/(2α²) − ½]."""
-    a2 = prior_std ** 2
-    terms = jax.tree_util.tree_map(lambda m, ls: jnp.sum(jnp.log(prior_std) - ls + (jnp.exp(2 * ls) + m ** 2) / (2 * a2) - 0.5),
-                                   q.mean, q.log_std)
-    return sum(jax.tree_util.tree_leaves(terms))
+def expected_log_prior(q: G.MeanField, prior_std: float) -> jax.Array:
+    """E_q log N(θ; 0, α² I) = Σ_i [−½ log(2πα²) − (m_i² + s_i²)/(2α²)], exact."""
+    return _expected_log_prior(q.mean, jax.tree_util.tree_map(jnp.log, q.std), prior_std)
 
 
-def entropy(q: MeanField) -> jax.Array:
-    """H[q] = Σ_i [log s_i + ½ log(2πe)]."""
-    return sum(jnp.sum(ls + 0.5 * jnp.log(2 * jnp.pi * jnp.e)) for ls in jax.tree_util.tree_leaves(q.log_std))
+def kl_to_prior(q: G.MeanField, prior_std: float) -> jax.Array:
+    """KL(q ‖ N(0, α² I)) = Σ_i [log(α/s_i) + (s_i² + m_i²)/(2α²) − ½] = −E_q log p(θ) − H[q]."""
+    return -expected_log_prior(q, prior_std) - G.entropy(q)
+
+
+def _entropy(log_std) -> jax.Array:
+    """H[q] = Σ_i [log s_i + ½ log(2πe)] from the log standard deviations (`wvi.gaussian.entropy` from q)."""
+    return sum(jnp.sum(ls + 0.5 * jnp.log(2 * jnp.pi * jnp.e)) for ls in jax.tree_util.tree_leaves(log_std))
+
+
+def _draw(key, q: G.MeanField):
+    """One reparameterised draw θ = mean + std ⊙ ε: `wvi.gaussian.sample(key, q, 1)` without its leading axis
+    (the predictive functions draw one θ per key, so that one network's outputs are in memory at a time)."""
+    return jax.tree_util.tree_map(lambda a: a[0], G.sample(key, q, 1))
 
 
 LIKELIHOODS = ("categorical", "gaussian")
@@ -99,18 +69,22 @@ def log_likelihood(outputs, y, likelihood: str = "categorical", noise_std: float
 
 
 class VIState(NamedTuple):
-    q: MeanField
+    """The mean-field VI state: q's means and log standard deviations (the optimiser's coordinates, in which every
+    step keeps the stds positive), the optimiser's state and the number of steps taken."""
+
+    mean: Any
+    log_std: Any
     opt_state: Any
     step: jax.Array
 
     @property
-    def approximation(self) -> MeanField:
-        """q, the mean-field Gaussian over the network's parameters."""
-        return self.q
+    def approximation(self) -> G.MeanField:
+        """q = MeanField(mean, exp(log_std)), the mean-field Gaussian over the network's parameters."""
+        return G.MeanField(self.mean, jax.tree_util.tree_map(jnp.exp, self.log_std))
 
     def sample(self, key, num_samples: int):
         """Parameter draws θ ~ q (a pytree, leading axis num_samples)."""
-        return jax.vmap(lambda k: meanfield_sample(k, self.q))(jax.random.split(key, num_samples))
+        return G.sample(key, self.approximation, num_samples)
 
 
 class TrainInfo(NamedTuple):
@@ -139,17 +113,14 @@ def _check_optimizer(optimizer):
     return optimizer
 
 
-def _optax_algorithm(loss_fn: Callable, optimizer, state_type) -> algorithm.Algorithm:
-    """init(x) -> state_type(x, opt_state, 0); step: one optax update of x on `loss_fn(x, key) -> (loss, mean_ll)`."""
-    def init(x):
-        return state_type(x, optimizer.init(x), jnp.array(0))
+def _optax_step(loss_fn: Callable, optimizer):
+    """One optax update of the variables x on `loss_fn(x, key) -> (loss, mean_ll)`: (x, opt_state, info)."""
+    def update(key, x, opt_state):
+        (loss, mean_ll), grads = jax.value_and_grad(loss_fn, has_aux=True)(x, key)
+        updates, opt_state = optimizer.update(grads, opt_state, x)
+        return optax.apply_updates(x, updates), opt_state, TrainInfo(loss, mean_ll)
 
-    def step(key, state):
-        (loss, mean_ll), grads = jax.value_and_grad(loss_fn, has_aux=True)(state[0], key)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state[0])
-        return state_type(optax.apply_updates(state[0], updates), opt_state, state.step + 1), TrainInfo(loss, mean_ll)
-
-    return algorithm.Algorithm(init, step)
+    return update
 
 
 def meanfield_vi(apply_fn: Callable, x, y, *, prior_std: float, batch_size: int,
@@ -164,33 +135,39 @@ def meanfield_vi(apply_fn: Callable, x, y, *, prior_std: float, batch_size: int,
         loss(q) = −[ (N/M) Σ_batch E_q log p(y | x, θ) + E_q log p(θ) + T·H[q] ] / N,
 
     the ELBO of the tempered posterior p_T ∝ (p(Y|θ)p(θ))^{1/T} multiplied by T (T = 1: the usual ELBO;
-    T < 1: cold). E_q log p(θ) and H[q] are exact. `init(q: MeanField) -> VIState`; `info` (`TrainInfo`) holds
+    T < 1: cold). E_q log p(θ) and H[q] are exact. `init(q: G.MeanField) -> VIState`; `info` (`TrainInfo`) holds
     the loss and the batch's mean log likelihood.
     """
     x, y, n = _check_training_args(x, y, likelihood, batch_size, prior_std=prior_std, temperature=temperature,
                                    noise_std=noise_std)
     optimizer = _check_optimizer(optimizer)
 
-    def loss_fn(q, key):
+    def loss_fn(variables, key):
+        mean, log_std = variables
         k_batch, k_theta = jax.random.split(key)
         idx = jax.random.permutation(k_batch, n)[:batch_size]
         xb, yb = x[idx], y[idx]
+        q = G.MeanField(mean, jax.tree_util.tree_map(jnp.exp, log_std))
 
         def one(k):
-            theta = meanfield_sample(k, q)
-            return jnp.mean(log_likelihood(apply_fn(theta, xb), yb, likelihood, noise_std))
+            return jnp.mean(log_likelihood(apply_fn(_draw(k, q), xb), yb, likelihood, noise_std))
 
         mean_ll = jnp.mean(jax.vmap(one)(jax.random.split(k_theta, num_samples)))
-        objective = n * mean_ll + expected_log_prior(q, prior_std) + temperature * entropy(q)
+        objective = n * mean_ll + _expected_log_prior(mean, log_std, prior_std) + temperature * _entropy(log_std)
         return -objective / n, mean_ll
 
-    return _optax_algorithm(loss_fn, optimizer, VIState)
+    update = _optax_step(loss_fn, optimizer)
 
+    def init(q0: G.MeanField) -> VIState:
+        G.check(q0, "q0")
+        variables = (q0.mean, jax.tree_util.tree_map(jnp.log, q0.std))
+        return VIState(*variables, optimizer.init(variables), jnp.array(0))
 
-def point_mass(params) -> MeanField:
-    """The point mass at `params` as a degenerate MeanField (std 0, log_std −∞): a MAP solution on the paths and
-    barriers of `wvi.barrier`, where the W2 geodesic between point masses is the straight line between them."""
-    return MeanField(params, jax.tree_util.tree_map(lambda m: jnp.full(jnp.shape(m), -jnp.inf, jnp.result_type(m)), params))
+    def step(key, state: VIState):
+        (mean, log_std), opt_state, info = update(key, (state.mean, state.log_std), state.opt_state)
+        return VIState(mean, log_std, opt_state, state.step + 1), info
+
+    return algorithm.Algorithm(init, step)
 
 
 def log_joint(params, apply_fn: Callable, x, y, prior_std: float, likelihood: str = "categorical",
@@ -206,9 +183,9 @@ class MAPState(NamedTuple):
     step: jax.Array
 
     @property
-    def approximation(self) -> MeanField:
-        """The point mass at the parameters (`point_mass`)."""
-        return point_mass(self.params)
+    def approximation(self) -> G.MeanField:
+        """The point mass at the parameters (`wvi.gaussian.point_mass`: a MeanField with std 0)."""
+        return G.point_mass(self.params)
 
     def sample(self, key, num_samples: int):
         """num_samples copies of the parameters (a pytree, leading axis num_samples)."""
@@ -229,18 +206,50 @@ def map_estimation(apply_fn: Callable, x, y, *, prior_std: float, batch_size: in
         mean_ll = jnp.mean(log_likelihood(apply_fn(params, x[idx]), y[idx], likelihood, noise_std))
         return -(n * mean_ll + log_prior(params, prior_std)) / n, mean_ll
 
-    return _optax_algorithm(loss_fn, optimizer, MAPState)
+    update = _optax_step(loss_fn, optimizer)
+
+    def init(params) -> MAPState:
+        return MAPState(params, optimizer.init(params), jnp.array(0))
+
+    def step(key, state: MAPState):
+        params, opt_state, info = update(key, state.params, state.opt_state)
+        return MAPState(params, opt_state, state.step + 1), info
+
+    return algorithm.Algorithm(init, step)
 
 
-def _sample_outputs(key, q: MeanField, apply_fn, x, num_samples: int, batch: int, chunk: int):
+def train_replicas(key_init, key_train, trainer: algorithm.Algorithm, init_fn: Callable, num_steps: int, *,
+                   num_replicas: int = 2, std_init: float | None = None, **run_options):
+    """`num_replicas` independent solutions trained side by side (Part V's replica pairs).
+
+    Replica r starts from `init_fn(k_r)`, k_r the r-th key of `jax.random.split(key_init, num_replicas)` (as a
+    `wvi.gaussian.meanfield` with standard deviation `std_init` when given: the VI start), and all are stepped
+    together by `wvi.algorithm.run` with `key_train` (minibatches and samples; `run_options` such as `chunk`,
+    `loop`, `name`, `replicas` are passed on).
+
+    Returns:
+      (approximations, losses): a tuple of the replicas' final approximations (MeanFields; point masses for MAP)
+      and the losses (num_steps, num_replicas).
+    """
+    def start(k):
+        params = init_fn(k)
+        return params if std_init is None else G.meanfield(params, std_init)
+
+    starts = jax.vmap(start)(jax.random.split(key_init, num_replicas))
+    state, losses = algorithm.run(key_train, trainer, jax.vmap(trainer.init)(starts), num_steps, algorithm.trace_loss,
+                                  num_replicas=num_replicas, **run_options)
+    return tuple(algorithm.replica(state.approximation, r) for r in range(num_replicas)), losses
+
+
+def _sample_outputs(key, q: G.MeanField, apply_fn, x, num_samples: int, batch: int, chunk: int):
     def one(k):
-        return apply_in_chunks(apply_fn, meanfield_sample(k, q), x, chunk)
+        return apply_in_chunks(apply_fn, _draw(k, q), x, chunk)
 
     return jax.lax.map(one, jax.random.split(key, num_samples), batch_size=min(batch, num_samples))
 
 
 @partial(jax.jit, static_argnames=("apply_fn", "num_samples", "batch", "chunk"))
-def predictive_log_probs(key, q: MeanField, apply_fn: Callable, x, num_samples: int = 128, batch: int = 16,
+def predictive_log_probs(key, q: G.MeanField, apply_fn: Callable, x, num_samples: int = 128, batch: int = 16,
                          chunk: int = DATA_CHUNK) -> jax.Array:
     """log p(c | x) = log (1/S) Σ_s softmax(f(x; θ_s))_c with θ_s ~ q, for every point and class: (N, classes).
     Samples are evaluated `batch` at a time and points `chunk` at a time (memory)."""
@@ -248,7 +257,7 @@ def predictive_log_probs(key, q: MeanField, apply_fn: Callable, x, num_samples: 
     return jax.scipy.special.logsumexp(jax.nn.log_softmax(outs), axis=0) - jnp.log(num_samples)
 
 
-def predictive_log_density(key, q: MeanField, apply_fn: Callable, x, y, num_samples: int = 128,
+def predictive_log_density(key, q: G.MeanField, apply_fn: Callable, x, y, num_samples: int = 128,
                            likelihood: str = "categorical", noise_std: float = 1.0, batch: int = 16,
                            chunk: int = DATA_CHUNK) -> jax.Array:
     """Per-point log predictive density log (1/S) Σ_s p(y_n | x_n, θ_s), θ_s ~ q: shape (N,). Averaged over the

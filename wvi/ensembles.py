@@ -390,6 +390,18 @@ def fit_regression(key, x_train, y_train, method: str = "de", hidden: tuple = (5
     return final.particles
 
 
+def regression_scores(members, split) -> tuple[float, float, float]:
+    """(test NLL, test RMSE, train RMSE) of an ensemble of Gaussian-head regressors (`fit_regression`'s members,
+    stacked) on a standardised `wvi.data.Split`, in the target's original units: the NLL and RMSE of the equal
+    mixture of the members' predictives (`networks.mixture_metrics`) and the RMSE of its mean on the training
+    points (an underfitting check). Part IV, "Deep ensembles as Wasserstein gradient flows: regression"."""
+    mean, log_var = jax.vmap(lambda p: networks.gaussian_head(p, jnp.asarray(split.x_test)))(members)
+    train_mean, _ = jax.vmap(lambda p: networks.gaussian_head(p, jnp.asarray(split.x_train)))(members)
+    train_rmse = float(jnp.sqrt(jnp.mean((train_mean.mean(0) - split.y_train) ** 2))) * split.y_std
+    nll, rmse = networks.mixture_metrics(mean, log_var, split.y_test, split.y_std)
+    return float(nll), float(rmse), train_rmse
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The free energy of a 1D law, and the verdicts the Part IV chapters share with their planted-defect tests
 # ----------------------------------------------------------------------------------------------------------------

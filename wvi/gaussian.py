@@ -1,4 +1,8 @@
-"""Gaussian families: full covariance N(m, S Sᵀ) and diagonal N(m, diag(σ²)).
+"""Gaussian families: full covariance N(m, S Sᵀ) and mean-field (diagonal) N(m, diag(σ²)).
+
+`MeanField(mean, std)` is the one diagonal type of `wvi`: its mean and std are a vector (d,) for the targets of
+Parts I–III or any pytree of arrays (a network's parameters in Parts IV–V), read coordinate by coordinate. Its
+entropy, KL, W2 and geodesic need no matrix; a mixed pair (a `Gaussian` and a `MeanField`) needs vectors.
 
 Closed forms used throughout the book (derived in Part I, chapter "The Riemannian submersion"):
 
@@ -14,7 +18,7 @@ S and S·R with R orthogonal describe the same distribution.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Union
+from typing import Any, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -30,51 +34,110 @@ class Gaussian(NamedTuple):
     scale: jax.Array
 
 
-class DiagGaussian(NamedTuple):
-    """N(mean, diag(std**2)). mean: (d,); std: (d,), positive."""
+class MeanField(NamedTuple):
+    """q(θ) = Π_i N(θ_i; mean_i, std_i²): a Gaussian with diagonal covariance over a vector (d,) or any pytree of
+    arrays. `mean` and `std` share one structure and their leaves one shape; std ≥ 0 (std = 0 is the point mass at
+    the mean, which `w2`, `geodesic` and `sample` accept and densities do not). Build one with `meanfield`, which
+    checks it and broadcasts a scalar std."""
 
-    mean: jax.Array
-    std: jax.Array
+    mean: Any
+    std: Any
 
 
-AnyGaussian = Union[Gaussian, DiagGaussian]
+AnyGaussian = Union[Gaussian, MeanField]
 
 
-def check(q: AnyGaussian, name: str = "q") -> None:
-    """Raise a ValueError naming `name` unless `q` is a well-formed Gaussian or DiagGaussian.
+def meanfield(mean, std) -> MeanField:
+    """A MeanField from a pytree of means and a pytree of standard deviations of the same structure, or one scalar
+    std for every coordinate (cast to each leaf's dtype). Raises a ValueError naming the leaf when shapes differ or
+    a std is not positive and finite."""
+    if np.ndim(std) == 0 and not isinstance(std, (list, tuple, dict)):
+        std = jax.tree_util.tree_map(lambda m: jnp.full(jnp.shape(m), std, jnp.result_type(m)), mean)
+    q = MeanField(mean, std)
+    _check_meanfield(q, "q", degenerate=False, leaves_named=True)
+    return MeanField(mean, jax.tree_util.tree_map(lambda s: jnp.asarray(s, jnp.result_type(float)), std))
+
+
+def point_mass(params) -> MeanField:
+    """The point mass at `params` (a vector or a pytree) as a degenerate MeanField with std 0: on a W2 geodesic
+    between point masses the path is the straight line between them (Part V compares MAP solutions this way)."""
+    return MeanField(params, jax.tree_util.tree_map(lambda m: jnp.zeros(jnp.shape(m), jnp.result_type(m)), params))
+
+
+def _is_vector(q) -> bool:
+    return not isinstance(q.mean, (list, tuple, dict)) and np.ndim(q.mean) == 1
+
+
+def _check_meanfield(q: MeanField, name: str, degenerate: bool, leaves_named: bool = False) -> None:
+    if jax.tree_util.tree_structure(q.mean) != jax.tree_util.tree_structure(q.std):
+        raise ValueError(f"{name}.mean and {name}.std must be pytrees of the same structure; got "
+                         f"{jax.tree_util.tree_structure(q.mean)} and {jax.tree_util.tree_structure(q.std)}")
+    means = jax.tree_util.tree_flatten_with_path(q.mean)[0]
+    if not means:
+        raise ValueError(f"{name}.mean must hold at least one array; got an empty pytree")
+    for (path, m), s in zip(means, jax.tree_util.tree_leaves(q.std)):
+        where = jax.tree_util.keystr(path)
+        mean_name, std_name = (f"mean{where}", f"std{where}") if leaves_named else (f"{name}.mean{where}", f"{name}.std{where}")
+        if np.shape(m) != np.shape(s):
+            raise ValueError(f"{std_name} must have shape {np.shape(m)} like {mean_name}; got shape {np.shape(s)}")
+        check_finite(m, mean_name)
+        if is_concrete(s):
+            arr = np.asarray(s)
+            ok = np.all(arr >= 0) if degenerate else np.all(arr > 0)
+            if not (ok and np.all(np.isfinite(arr))):
+                bound = "non-negative" if degenerate else "positive"
+                raise ValueError(f"{std_name} must be {bound} and finite everywhere; got minimum {float(np.min(arr)):.3g}")
+
+
+def check(q: AnyGaussian, name: str = "q", degenerate: bool = False) -> None:
+    """Raise a ValueError naming `name` unless `q` is a well-formed Gaussian or MeanField (std > 0; std ≥ 0 when
+    `degenerate`, for the functions that accept point masses).
 
     Shapes are always checked; values (finiteness, invertibility, positivity) only when they are concrete,
     i.e. outside `jit`/`grad`/`vmap` tracing.
     """
-    if not isinstance(q, (Gaussian, DiagGaussian)):
-        raise ValueError(f"{name} must be a wvi.gaussian.Gaussian or DiagGaussian; got {type(q).__name__}")
+    if not isinstance(q, (Gaussian, MeanField)):
+        raise ValueError(f"{name} must be a wvi.gaussian.Gaussian or MeanField; got {type(q).__name__}")
+    if isinstance(q, MeanField):
+        _check_meanfield(q, name, degenerate)
+        return
     check_ndim(q.mean, 1, f"{name}.mean", "a vector of shape (d,)")
     d = np.shape(q.mean)[0]
     check_finite(q.mean, f"{name}.mean")
-    if isinstance(q, Gaussian):
-        if np.shape(q.scale) != (d, d):
+    if np.shape(q.scale) != (d, d):
+        raise ValueError(
+            f"{name}.scale must be a square ({d}, {d}) matrix matching {name}.mean of shape ({d},); "
+            f"got shape {np.shape(q.scale)}"
+        )
+    check_finite(q.scale, f"{name}.scale")
+    if is_concrete(q.scale):
+        s = np.linalg.svd(np.asarray(q.scale, dtype=np.float64), compute_uv=False)
+        eps = np.finfo(np.asarray(q.scale).dtype).eps
+        if s[-1] <= d * eps * s[0] or s[0] == 0:
             raise ValueError(
-                f"{name}.scale must be a square ({d}, {d}) matrix matching {name}.mean of shape ({d},); "
-                f"got shape {np.shape(q.scale)}"
+                f"{name}.scale is singular (smallest singular value {s[-1]:.3g}, largest {s[0]:.3g}); "
+                f"expected an invertible matrix S with covariance S Sᵀ"
             )
-        check_finite(q.scale, f"{name}.scale")
-        if is_concrete(q.scale):
-            s = np.linalg.svd(np.asarray(q.scale, dtype=np.float64), compute_uv=False)
-            eps = np.finfo(np.asarray(q.scale).dtype).eps
-            if s[-1] <= d * eps * s[0] or s[0] == 0:
-                raise ValueError(
-                    f"{name}.scale is singular (smallest singular value {s[-1]:.3g}, largest {s[0]:.3g}); "
-                    f"expected an invertible matrix S with covariance S Sᵀ"
-                )
-    else:
-        if np.shape(q.std) != (d,):
-            raise ValueError(f"{name}.std must have shape ({d},) like {name}.mean; got shape {np.shape(q.std)}")
-        check_finite(q.std, f"{name}.std")
-        if is_concrete(q.std) and not np.all(np.asarray(q.std) > 0):
-            raise ValueError(f"{name}.std must be positive; got minimum {float(np.min(q.std)):.3g}")
+
+
+def check_vector(q: AnyGaussian, name: str, what: str) -> None:
+    """Raise a ValueError naming `name` if q is a MeanField over a pytree where `what` needs vectors (shape (d,))."""
+    if isinstance(q, MeanField) and not _is_vector(q):
+        raise ValueError(f"{name} must be a MeanField over a vector (mean of shape (d,)) for {what}; got a pytree "
+                         f"mean (use the pytree forms: sample, entropy, kl, w2, geodesic)")
 
 
 def check_same_dim(p: AnyGaussian, q: AnyGaussian, names=("p", "q")) -> None:
+    """Raise unless p and q live on the same space: vectors of one dimension, or two MeanFields of one structure
+    and leaf shapes. A Gaussian and a MeanField must both be over vectors."""
+    if isinstance(p, MeanField) and isinstance(q, MeanField):
+        shapes = [jax.tree_util.tree_map(np.shape, r.mean) for r in (p, q)]
+        if jax.tree_util.tree_structure(p.mean) != jax.tree_util.tree_structure(q.mean) or shapes[0] != shapes[1]:
+            raise ValueError(f"{names[0]} and {names[1]} must have means of the same structure and shapes; "
+                             f"got {shapes[0]} and {shapes[1]}")
+        return
+    for r, name in zip((p, q), names):
+        check_vector(r, name, "a pair of a Gaussian and a MeanField")
     if np.shape(p.mean) != np.shape(q.mean):
         raise ValueError(
             f"{names[0]} and {names[1]} must have the same dimension; "
@@ -88,14 +151,24 @@ def _check_points(q: AnyGaussian, x, name: str = "x") -> None:
         raise ValueError(f"{name} must have shape (..., {d}) to match the dimension of the Gaussian; got {np.shape(x)}")
 
 
+def _tree_sum(f, *trees) -> jax.Array:
+    """Σ over the leaves of f(leaf, ...), each f a scalar."""
+    return sum(jax.tree_util.tree_leaves(jax.tree_util.tree_map(f, *trees)))
+
+
 def dim(q: AnyGaussian) -> int:
-    """Dimension d of the distribution."""
+    """Dimension d of the distribution (for a MeanField over a pytree, its number of coordinates)."""
+    if isinstance(q, MeanField):
+        return int(sum(np.size(m) for m in jax.tree_util.tree_leaves(q.mean)))
     return int(np.shape(q.mean)[0])
 
 
 def scale_matrix(q: AnyGaussian) -> jax.Array:
-    """A dense (d, d) scale S with Σ = S Sᵀ (diag(std) for a DiagGaussian)."""
-    return q.scale if isinstance(q, Gaussian) else jnp.diag(q.std)
+    """A dense (d, d) scale S with Σ = S Sᵀ (diag(std) for a MeanField over a vector)."""
+    if isinstance(q, Gaussian):
+        return q.scale
+    check_vector(q, "q", "a dense scale matrix")
+    return jnp.diag(q.std)
 
 
 def covariance(q: AnyGaussian) -> jax.Array:
@@ -123,32 +196,45 @@ def from_covariance(mean, cov) -> Gaussian:
 
 
 def reparameterize(q: AnyGaussian, z) -> jax.Array:
-    """x = m + S z for standard-normal noise z of shape (..., d)."""
-    check(q)
+    """x = m + S z for standard-normal noise z of shape (..., d) (q over vectors)."""
+    check(q, degenerate=True)
+    check_vector(q, "q", "reparameterize (sample works on pytrees)")
     _check_points(q, z, "z")
     if isinstance(q, Gaussian):
         return q.mean + z @ q.scale.T
     return q.mean + z * q.std
 
 
-def sample(key, q: AnyGaussian, num_samples: int) -> jax.Array:
-    """`num_samples` reparameterised draws, shape (num_samples, d)."""
-    z = jax.random.normal(key, (num_samples, dim(q)), dtype=jnp.result_type(q.mean))
-    return reparameterize(q, z)
+def sample(key, q: AnyGaussian, num_samples: int):
+    """`num_samples` reparameterised draws x = m + S z: shape (num_samples, d) for q over vectors; for a
+    MeanField over a pytree, a pytree like its mean with a leading axis num_samples. The noise is one normal
+    array (num_samples, d) cut into the leaves' shapes, so a pytree and its flattened vector get the same draws
+    (and one random-number call serves any number of leaves)."""
+    check(q, degenerate=True)
+    if isinstance(q, Gaussian) or _is_vector(q):
+        z = jax.random.normal(key, (num_samples, dim(q)), dtype=jnp.result_type(q.mean))
+        return reparameterize(q, z)
+    leaves, tree = jax.tree_util.tree_flatten(q.mean)
+    sizes = [int(np.size(m)) for m in leaves]
+    flat = jax.random.normal(key, (num_samples, sum(sizes)), jnp.result_type(*leaves))
+    pieces = jnp.split(flat, np.cumsum(sizes)[:-1], axis=1)
+    eps = jax.tree_util.tree_unflatten(tree, [e.reshape((num_samples,) + np.shape(m)) for e, m in zip(pieces, leaves)])
+    return jax.tree_util.tree_map(lambda m, s, e: m + s * e, q.mean, q.std, eps)
 
 
 def _logabsdet(q: AnyGaussian) -> jax.Array:
     if isinstance(q, Gaussian):
         return jnp.linalg.slogdet(q.scale)[1]
-    return jnp.sum(jnp.log(q.std))
+    return _tree_sum(lambda s: jnp.sum(jnp.log(s)), q.std)
 
 
 def whiten(q: AnyGaussian, x) -> jax.Array:
-    """z = S⁻¹(x - m) for points x of shape (..., d): the inverse of `reparameterize`."""
+    """z = S⁻¹(x - m) for points x of shape (..., d): the inverse of `reparameterize` (q over vectors)."""
     check(q)
+    check_vector(q, "q", "whiten and log_prob")
     _check_points(q, x)
     diff = jnp.asarray(x) - q.mean
-    if isinstance(q, DiagGaussian):
+    if isinstance(q, MeanField):
         return diff / q.std
     flat = diff.reshape(-1, diff.shape[-1])
     return jnp.linalg.solve(q.scale, flat.T).T.reshape(diff.shape)
@@ -162,25 +248,42 @@ def log_prob(q: AnyGaussian, x) -> jax.Array:
 
 
 def entropy(q: AnyGaussian) -> jax.Array:
-    """Differential entropy d/2 (1 + log 2π) + log|det S|."""
+    """Differential entropy d/2 (1 + log 2π) + log|det S| (for a MeanField, Σ_i log s_i)."""
     check(q)
     return 0.5 * dim(q) * (1.0 + math.log(2 * math.pi)) + _logabsdet(q)
 
 
 def kl(q: AnyGaussian, p: AnyGaussian) -> jax.Array:
-    """KL(q‖p) in closed form (see the module docstring)."""
+    """KL(q‖p) in closed form (see the module docstring); for two MeanFields, coordinate by coordinate:
+    Σ_i [log(s_p,i/s_q,i) + (s_q,i² + (m_q,i − m_p,i)²)/(2 s_p,i²) − ½]."""
     check(q, "q")
     check(p, "p")
     check_same_dim(q, p, ("q", "p"))
     d = dim(q)
-    if isinstance(q, DiagGaussian) and isinstance(p, DiagGaussian):
-        trace = jnp.sum((q.std / p.std) ** 2)
-        maha = jnp.sum(((p.mean - q.mean) / p.std) ** 2)
+    if isinstance(q, MeanField) and isinstance(p, MeanField):
+        trace = _tree_sum(lambda sq, sp: jnp.sum((sq / sp) ** 2), q.std, p.std)
+        maha = _tree_sum(lambda mp, mq, sp: jnp.sum(((mp - mq) / sp) ** 2), p.mean, q.mean, p.std)
     else:
         sp, sq = scale_matrix(p), scale_matrix(q)
         trace = jnp.sum(jnp.linalg.solve(sp, sq) ** 2)
         maha = jnp.sum(jnp.linalg.solve(sp, p.mean - q.mean) ** 2)
     return 0.5 * (trace + maha - d) + _logabsdet(p) - _logabsdet(q)
+
+
+def w2_squared(p: AnyGaussian, q: AnyGaussian) -> jax.Array:
+    """W2²(p, q) in closed form (module docstring); for two MeanFields (point masses allowed, std 0) it is
+    ‖mp − mq‖² + ‖sp − sq‖² summed over all coordinates of the pytree. Accuracy: see `w2`."""
+    check(p, "p", degenerate=True)
+    check(q, "q", degenerate=True)
+    check_same_dim(p, q)
+    if isinstance(p, MeanField) and isinstance(q, MeanField):
+        return (_tree_sum(lambda a, b: jnp.sum((a - b) ** 2), p.mean, q.mean)
+                + _tree_sum(lambda a, b: jnp.sum((a - b) ** 2), p.std, q.std))
+    mean_term = jnp.sum((p.mean - q.mean) ** 2)
+    sp, sq = scale_matrix(p), scale_matrix(q)
+    fidelity = jnp.sum(jnp.linalg.svd(sp.T @ sq, compute_uv=False))
+    cov_term = jnp.sum(sp**2) + jnp.sum(sq**2) - 2.0 * fidelity
+    return jnp.maximum(mean_term + cov_term, 0.0)
 
 
 def w2(p: AnyGaussian, q: AnyGaussian) -> jax.Array:
@@ -190,18 +293,9 @@ def w2(p: AnyGaussian, q: AnyGaussian) -> jax.Array:
     Accuracy: the covariance term subtracts quantities of size tr Σ, so distances below about
     sqrt(machine epsilon · (tr Σp + tr Σq)) are not resolved: 2e-8 in float64 and 5e-4 in float32 when
     tr Σp = tr Σq = 1, growing like the square root of the traces. A negative rounded W2² is clipped to 0.
+    Two MeanFields need no subtraction of traces and have no such floor.
     """
-    check(p, "p")
-    check(q, "q")
-    check_same_dim(p, q)
-    mean_term = jnp.sum((p.mean - q.mean) ** 2)
-    if isinstance(p, DiagGaussian) and isinstance(q, DiagGaussian):
-        cov_term = jnp.sum((p.std - q.std) ** 2)
-    else:
-        sp, sq = scale_matrix(p), scale_matrix(q)
-        fidelity = jnp.sum(jnp.linalg.svd(sp.T @ sq, compute_uv=False))
-        cov_term = jnp.sum(sp**2) + jnp.sum(sq**2) - 2.0 * fidelity
-    return jnp.sqrt(jnp.maximum(mean_term + cov_term, 0.0))
+    return jnp.sqrt(w2_squared(p, q))
 
 
 def sqrtm_psd(a) -> jax.Array:
@@ -216,20 +310,23 @@ def geodesic(p: AnyGaussian, q: AnyGaussian, t) -> AnyGaussian:
 
     With T(x) = mq + A(x - mp) the optimal map (A symmetric positive definite, A Σp A = Σq),
     q_t = ((1-t) Id + t T)#p, i.e. m_t = (1-t) mp + t mq and S_t = ((1-t) I + t A) Sp, where
-    A Sp = Sp⁻ᵀ (Spᵀ Σq Sp)^½. For two DiagGaussians this is linear interpolation of the stds and the result is a
-    DiagGaussian; otherwise a Gaussian whose scale S_t has covariance Σ_t (at t = 1 the scale is A Sp, not q.scale:
-    same covariance, another square root).
+    A Sp = Sp⁻ᵀ (Spᵀ Σq Sp)^½. For two MeanFields (over vectors or pytrees, point masses allowed) this is linear
+    interpolation of the means and of the stds and the result is a MeanField; otherwise a Gaussian whose scale S_t
+    has covariance Σ_t (at t = 1 the scale is A Sp, not q.scale: same covariance, another square root).
     """
-    check(p, "p")
-    check(q, "q")
+    check(p, "p", degenerate=True)
+    check(q, "q", degenerate=True)
     check_same_dim(p, q)
     if np.ndim(t) != 0:
         raise ValueError(f"t must be a scalar in [0, 1]; got an array of shape {np.shape(t)}")
     if is_concrete(t) and not (0.0 <= float(t) <= 1.0):
         raise ValueError(f"t must lie in [0, 1]; got {float(t)}")
+    if isinstance(p, MeanField) and isinstance(q, MeanField):
+        line = lambda a, b: (1 - t) * a + t * b
+        return MeanField(jax.tree_util.tree_map(line, p.mean, q.mean), jax.tree_util.tree_map(line, p.std, q.std))
+    check(p, "p")
+    check(q, "q")
     mean = (1 - t) * p.mean + t * q.mean
-    if isinstance(p, DiagGaussian) and isinstance(q, DiagGaussian):
-        return DiagGaussian(mean, (1 - t) * p.std + t * q.std)
     sp, sq = scale_matrix(p), scale_matrix(q)
     a_sp = jnp.linalg.solve(sp.T, sqrtm_psd(sp.T @ (sq @ sq.T) @ sp))
     return Gaussian(mean, (1 - t) * sp + t * a_sp)

@@ -48,6 +48,7 @@ import numpy as np
 import optax
 
 from wvi import algorithm, align, barrier, bnn, data, networks
+from wvi import gaussian as G
 
 
 class Preset(NamedTuple):
@@ -238,7 +239,7 @@ def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: in
                   optimizer=optax.sgd(preset.learning_rate, momentum=0.9))
     if preset.method == "vi":
         trainer = bnn.meanfield_vi(apply, x_train, y_train, temperature=preset.temperature, **common)
-        start = jax.vmap(lambda k: bnn.meanfield(init_fn(k), preset.std_init))(jax.random.split(jax.random.key(seed), 2))
+        start = jax.vmap(lambda k: G.meanfield(init_fn(k), preset.std_init))(jax.random.split(jax.random.key(seed), 2))
     elif preset.method == "map":
         trainer = bnn.map_estimation(apply, x_train, y_train, **common)
         start = jax.vmap(init_fn)(jax.random.split(jax.random.key(seed), 2))
@@ -265,7 +266,7 @@ def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: in
                                               loop=loop)
         losses.extend(np.asarray(segment_losses).mean(axis=1).tolist())
         _save_checkpoint(path, state, k + 1, losses, config)
-    q = state.q if preset.method == "vi" else bnn.point_mass(state.params)
+    q = state.approximation
     return algorithm.replica(q, 0), algorithm.replica(q, 1), time.perf_counter() - start_time, replica_devices
 
 
