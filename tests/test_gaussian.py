@@ -270,3 +270,32 @@ def test_meanfield_point_masses_and_vector_only_operations():
         G.w2(tree, G.Gaussian(jnp.zeros(2), jnp.eye(2)))
     with pytest.raises(ValueError, match=r"p and q must have means of the same structure"):
         G.w2(tree, G.meanfield({"v": jnp.zeros(2)}, 1.0))
+
+
+def test_meanfield_over_registered_containers_dtypes_and_argument_errors():
+    """Any registered pytree container is a pytree (not a scalar); stds take their means' floating dtype (the default
+    float for integer means); bad arguments raise ValueErrors naming them."""
+    import dataclasses
+
+    @jax.tree_util.register_dataclass
+    @dataclasses.dataclass
+    class Params:
+        w: jax.Array
+        b: jax.Array
+
+    q = G.meanfield(Params(jnp.zeros(3), jnp.ones(2)), Params(jnp.full(3, 0.5), jnp.full(2, 2.0)))
+    assert G.dim(q) == 5 and isinstance(G.sample(jax.random.key(0), q, 4), Params)
+    np.testing.assert_allclose(G.kl(q, q), 0.0, atol=1e-6)
+    ints = G.meanfield({"w": jnp.arange(3)}, 0.5)
+    assert jnp.issubdtype(ints.std["w"].dtype, jnp.floating) and float(ints.std["w"][0]) == 0.5
+    assert jnp.issubdtype(G.sample(jax.random.key(0), G.point_mass({"w": jnp.arange(3)}), 2)["w"].dtype, jnp.floating)
+    with pytest.raises(ValueError, match=r"^std must be a pytree of the same structure as mean"):
+        G.meanfield({"w": jnp.zeros(2)}, [1.0, 1.0])
+    with pytest.raises(ValueError, match=r"num_samples must be a positive integer; got 2.0"):
+        G.sample(jax.random.key(0), q, 2.0)
+    with pytest.raises(ValueError, match=r"got a mean of shape \(2, 3\)"):
+        G.log_prob(G.meanfield(jnp.zeros((2, 3)), 1.0), jnp.zeros(6))
+    with pytest.raises(ValueError, match=r"for expect; got a pytree mean of 2 arrays"):
+        G.expect(q, lambda x: x)  # refused before any grid is built (10**5 nodes here; 10**d in general)
+    with pytest.raises(ValueError, match=r"p\.std must be positive .* geodesic between two MeanFields"):
+        G.geodesic(G.point_mass(jnp.zeros(2)), G.Gaussian(jnp.zeros(2), jnp.eye(2)), 0.5)

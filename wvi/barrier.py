@@ -2,7 +2,7 @@
 
 * W2 geodesic: between mean-field Gaussians the Wasserstein-2 geodesic interpolates means and standard deviations
   linearly, q_τ = N((1−τ)m0 + τ m1, diag((1−τ)s0 + τ s1)²), and W2²(q0, q1) = ‖m0 − m1‖² + ‖s0 − s1‖²
-  (`wvi.gaussian.geodesic` and `wvi.gaussian.w2_squared`, which take the `MeanField`s of `wvi.bnn` as they are).
+  (`wvi.gaussian.geodesic` and `wvi.gaussian.w2_squared` on the `wvi.gaussian.MeanField`s that `wvi.bnn` trains).
 * Mixture path: q_τ = (1−τ) q0 + τ q1, whose predictive density is the same mixture of the two predictives.
 
 The functional loss barrier (Rossi et al., Def. 3 in Sec. 3; 25 evenly spaced τ as in their Sec. 5). The paper writes

@@ -122,6 +122,9 @@ def check_log_density(log_density: Callable, q, name: str = "log_density") -> No
 def check_family(q, name: str = "q") -> None:
     """Raise unless q is a Gaussian, a MeanField over vectors or a Mixture (the reparameterisable families of
     `fdiv_loss`)."""
+    if not isinstance(q, (G.Gaussian, G.MeanField, M.Mixture)):
+        raise ValueError(f"{name} must be a wvi.gaussian.Gaussian, a wvi.gaussian.MeanField (over a vector) or a "
+                         f"wvi.mixtures.Mixture; got {type(q).__name__}")
     _family(q).check(q, name)
 
 

@@ -47,37 +47,49 @@ class MeanField(NamedTuple):
 AnyGaussian = Union[Gaussian, MeanField]
 
 
+def _is_leaf(x) -> bool:
+    return jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(x))
+
+
+def _float_dtype(m):
+    """The floating dtype of a MeanField leaf with mean m: m's own if floating, else the default float."""
+    return jnp.result_type(m, float)
+
+
 def meanfield(mean, std) -> MeanField:
     """A MeanField from a pytree of means and a pytree of standard deviations of the same structure, or one scalar
-    std for every coordinate (cast to each leaf's dtype). Raises a ValueError naming the leaf when shapes differ or
-    a std is not positive and finite."""
-    if np.ndim(std) == 0 and not isinstance(std, (list, tuple, dict)):
-        std = jax.tree_util.tree_map(lambda m: jnp.full(jnp.shape(m), std, jnp.result_type(m)), mean)
+    std for every coordinate. Each std takes its mean's floating dtype (the default float for an integer mean).
+    Raises a ValueError naming the leaf when structures or shapes differ or a std is not positive and finite."""
+    if _is_leaf(std) and np.ndim(std) == 0:
+        std = jax.tree_util.tree_map(lambda m: jnp.full(np.shape(m), std, _float_dtype(m)), mean)
     q = MeanField(mean, std)
-    _check_meanfield(q, "q", degenerate=False, leaves_named=True)
-    return MeanField(mean, jax.tree_util.tree_map(lambda s: jnp.asarray(s, jnp.result_type(float)), std))
+    _check_meanfield(q, "", degenerate=False)
+    return MeanField(mean, jax.tree_util.tree_map(lambda m, s: jnp.asarray(s, _float_dtype(m)), mean, std))
 
 
 def point_mass(params) -> MeanField:
     """The point mass at `params` (a vector or a pytree) as a degenerate MeanField with std 0: on a W2 geodesic
     between point masses the path is the straight line between them (Part V compares MAP solutions this way)."""
-    return MeanField(params, jax.tree_util.tree_map(lambda m: jnp.zeros(jnp.shape(m), jnp.result_type(m)), params))
+    return MeanField(params, jax.tree_util.tree_map(lambda m: jnp.zeros(np.shape(m), _float_dtype(m)), params))
 
 
 def _is_vector(q) -> bool:
-    return not isinstance(q.mean, (list, tuple, dict)) and np.ndim(q.mean) == 1
+    return _is_leaf(q.mean) and np.ndim(q.mean) == 1
 
 
-def _check_meanfield(q: MeanField, name: str, degenerate: bool, leaves_named: bool = False) -> None:
+def _check_meanfield(q: MeanField, name: str, degenerate: bool) -> None:
+    """Structure, shapes, finiteness and the sign of the stds; fields are named `{name}.mean` (or `mean` when
+    `name` is empty: the arguments of `meanfield`)."""
+    prefix = f"{name}." if name else ""
     if jax.tree_util.tree_structure(q.mean) != jax.tree_util.tree_structure(q.std):
-        raise ValueError(f"{name}.mean and {name}.std must be pytrees of the same structure; got "
-                         f"{jax.tree_util.tree_structure(q.mean)} and {jax.tree_util.tree_structure(q.std)}")
+        raise ValueError(f"{prefix}std must be a pytree of the same structure as {prefix}mean (or, in meanfield, one "
+                         f"scalar); got {jax.tree_util.tree_structure(q.std)} for {jax.tree_util.tree_structure(q.mean)}")
     means = jax.tree_util.tree_flatten_with_path(q.mean)[0]
     if not means:
-        raise ValueError(f"{name}.mean must hold at least one array; got an empty pytree")
+        raise ValueError(f"{prefix}mean must hold at least one array; got an empty pytree")
     for (path, m), s in zip(means, jax.tree_util.tree_leaves(q.std)):
         where = jax.tree_util.keystr(path)
-        mean_name, std_name = (f"mean{where}", f"std{where}") if leaves_named else (f"{name}.mean{where}", f"{name}.std{where}")
+        mean_name, std_name = f"{prefix}mean{where}", f"{prefix}std{where}"
         if np.shape(m) != np.shape(s):
             raise ValueError(f"{std_name} must have shape {np.shape(m)} like {mean_name}; got shape {np.shape(s)}")
         check_finite(m, mean_name)
@@ -86,7 +98,10 @@ def _check_meanfield(q: MeanField, name: str, degenerate: bool, leaves_named: bo
             ok = np.all(arr >= 0) if degenerate else np.all(arr > 0)
             if not (ok and np.all(np.isfinite(arr))):
                 bound = "non-negative" if degenerate else "positive"
-                raise ValueError(f"{std_name} must be {bound} and finite everywhere; got minimum {float(np.min(arr)):.3g}")
+                hint = "" if degenerate else (" (std = 0, a point mass, is accepted by w2, w2_squared, sample, and "
+                                              "geodesic between two MeanFields)")
+                raise ValueError(f"{std_name} must be {bound} and finite everywhere; got minimum "
+                                 f"{float(np.min(arr)):.3g}{hint}")
 
 
 def check(q: AnyGaussian, name: str = "q", degenerate: bool = False) -> None:
@@ -123,8 +138,10 @@ def check(q: AnyGaussian, name: str = "q", degenerate: bool = False) -> None:
 def check_vector(q: AnyGaussian, name: str, what: str) -> None:
     """Raise a ValueError naming `name` if q is a MeanField over a pytree where `what` needs vectors (shape (d,))."""
     if isinstance(q, MeanField) and not _is_vector(q):
-        raise ValueError(f"{name} must be a MeanField over a vector (mean of shape (d,)) for {what}; got a pytree "
-                         f"mean (use the pytree forms: sample, entropy, kl, w2, geodesic)")
+        got = (f"a mean of shape {np.shape(q.mean)}" if _is_leaf(q.mean)
+               else f"a pytree mean of {len(jax.tree_util.tree_leaves(q.mean))} arrays")
+        raise ValueError(f"{name} must be a MeanField over a vector (mean of shape (d,)) for {what}; got {got} "
+                         f"(sample, entropy, kl, w2, w2_squared and geodesic take any pytree)")
 
 
 def check_same_dim(p: AnyGaussian, q: AnyGaussian, names=("p", "q")) -> None:
@@ -211,12 +228,14 @@ def sample(key, q: AnyGaussian, num_samples: int):
     array (num_samples, d) cut into the leaves' shapes, so a pytree and its flattened vector get the same draws
     (and one random-number call serves any number of leaves)."""
     check(q, degenerate=True)
+    if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer; got {num_samples!r}")
     if isinstance(q, Gaussian) or _is_vector(q):
-        z = jax.random.normal(key, (num_samples, dim(q)), dtype=jnp.result_type(q.mean))
+        z = jax.random.normal(key, (num_samples, dim(q)), dtype=_float_dtype(q.mean))
         return reparameterize(q, z)
     leaves, tree = jax.tree_util.tree_flatten(q.mean)
     sizes = [int(np.size(m)) for m in leaves]
-    flat = jax.random.normal(key, (num_samples, sum(sizes)), jnp.result_type(*leaves))
+    flat = jax.random.normal(key, (num_samples, sum(sizes)), jnp.result_type(*leaves, float))
     pieces = jnp.split(flat, np.cumsum(sizes)[:-1], axis=1)
     eps = jax.tree_util.tree_unflatten(tree, [e.reshape((num_samples,) + np.shape(m)) for e, m in zip(pieces, leaves)])
     return jax.tree_util.tree_map(lambda m, s, e: m + s * e, q.mean, q.std, eps)
@@ -287,7 +306,9 @@ def w2_squared(p: AnyGaussian, q: AnyGaussian) -> jax.Array:
 
 
 def w2(p: AnyGaussian, q: AnyGaussian) -> jax.Array:
-    """The 2-Wasserstein distance W2(p, q) (not its square), in closed form for any mix of the two kinds.
+    """The 2-Wasserstein distance W2(p, q) (not its square), in closed form for two MeanFields over any pytree, or
+    any mix of the two kinds over vectors. Its gradient is NaN where p = q (the square root at 0): differentiate
+    `w2_squared` instead.
 
     ``W2² = |mp - mq|² + tr Σp + tr Σq - 2‖Spᵀ Sq‖_*`` (nuclear norm), derived in book/part1/submersion.ipynb.
     Accuracy: the covariance term subtracts quantities of size tr Σ, so distances below about
@@ -352,7 +373,10 @@ def expect(q: AnyGaussian, f, num_points: int = 10):
     pytree of arrays; cost grows as num_points**d, so this is for small d (Part I uses d ≤ 5).
     """
     check(q)
+    check_vector(q, "q", "expect")
     d = dim(q)
+    if num_points ** d > 10 ** 7:
+        raise ValueError(f"expect needs num_points**d = {num_points}**{d} nodes; more than 1e7 (use Monte Carlo)")
     nodes, weights = np.polynomial.hermite_e.hermegauss(num_points)
     grids = np.meshgrid(*([nodes] * d), indexing="ij")
     z = jnp.asarray(np.stack([g.ravel() for g in grids], axis=-1), dtype=jnp.result_type(q.mean))
