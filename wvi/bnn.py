@@ -228,8 +228,8 @@ def train_replicas(key_init, key_train, trainer: algorithm.Algorithm, init_fn: C
     `loop`, `name`, `replicas` are passed on).
 
     Returns:
-      (approximations, losses): a tuple of the replicas' final approximations (MeanFields; point masses for MAP)
-      and the losses (num_steps, num_replicas).
+      The replicas' final approximations as a tuple (MeanFields; point masses for MAP), and the losses, an
+      array (num_steps, num_replicas).
     """
     def start(k):
         params = init_fn(k)
