@@ -183,3 +183,62 @@ def test_replicas_vmapped_and_sequential_agree_and_match_replicate():
     _, curve = run(jax.random.key(0), algo, start, 8, chunk=4, num_replicas=2, replicas="sequential",
                    measure=lambda s: np.asarray(s[:, 0]) if s.ndim == 2 else np.asarray(s[0]))
     assert list(curve.steps) == [0, 4, 8] and np.shape(curve.values[-1]) == (2,)
+
+
+def test_sweep_shape_start_and_independent_values():
+    from wvi.algorithm import sweep
+
+    norm = lambda x: jnp.linalg.norm(x)  # noqa: E731
+    curves = sweep(jax.random.key(0), counter, [0.5, 0.9], (jnp.ones(3),), 12, norm, num_seeds=2, every=4)
+    assert isinstance(curves, np.ndarray) and curves.shape == (2, 2, 4)  # (values, seeds, 12 // 4 + 1)
+    np.testing.assert_allclose(curves[..., 0], np.sqrt(3), rtol=1e-15)  # measure(init state) at index 0
+    assert not np.allclose(curves[0, 0], curves[0, 1])  # the seeds differ
+    again = sweep(jax.random.key(0), counter, [0.5, 0.9], (jnp.ones(3),), 12, norm, num_seeds=2, every=4)
+    np.testing.assert_array_equal(curves, again)
+    # each value runs on its own: a sweep over [0.9] alone is the second row of the sweep over [0.5, 0.9]
+    alone = sweep(jax.random.key(0), counter, [0.9], (jnp.ones(3),), 12, norm, num_seeds=2, every=4)
+    assert alone.shape == (1, 2, 4)
+    np.testing.assert_allclose(alone[0], curves[1], rtol=1e-12)
+    other_key = sweep(jax.random.key(1), counter, [0.9], (jnp.ones(3),), 12, norm, num_seeds=2, every=4)
+    assert not np.allclose(other_key, alone)
+    # every = 1 measures after every step, and a pytree measurement keeps its own shape after the sweep's axes
+    tree = sweep(jax.random.key(0), counter, jnp.array([0.5]), (jnp.ones(3),), 3, lambda x: {"x": x, "n": norm(x)})
+    assert tree["x"].shape == (1, 1, 4, 3) and tree["n"].shape == (1, 1, 4)
+
+
+def test_sweep_keeps_diverged_runs_and_stable_reads_them():
+    from wvi.algorithm import stable, sweep
+
+    norm = lambda x: jnp.linalg.norm(x)  # noqa: E731
+    curves = sweep(jax.random.key(0), counter, [0.5, 1e100], (jnp.ones(2),), 8, norm, every=2)  # no error raised
+    assert curves.shape == (2, 1, 5)
+    assert np.all(np.isfinite(curves[0])) and not np.all(np.isfinite(curves[1]))
+    np.testing.assert_array_equal(stable(curves), [[True], [False]])
+    # with `start`, a run must also end below it
+    np.testing.assert_array_equal(stable(curves, start=np.sqrt(2)), [[True], [False]])
+    np.testing.assert_array_equal(stable(np.array([[1.0, 2.0, 0.5], [1.0, 0.5, 3.0]]), start=1.0), [True, False])
+    assert not stable(np.array([1.0, np.nan, 0.5]))
+
+
+def test_sweep_bad_arguments():
+    from wvi.algorithm import sweep
+
+    norm = lambda x: jnp.linalg.norm(x)  # noqa: E731
+
+    def call(values=(0.5,), num_steps=4, **kwargs):
+        return sweep(jax.random.key(0), counter, values, (jnp.ones(2),), num_steps, norm, **kwargs)
+
+    with pytest.raises(ValueError, match="num_steps must be a multiple of every"):
+        call(num_steps=10, every=4)
+    with pytest.raises(ValueError, match="values must be a non-empty 1-D array"):
+        call(values=[])
+    with pytest.raises(ValueError, match="values must be a non-empty 1-D array"):
+        call(values=[[0.5, 0.6]])
+    with pytest.raises(ValueError, match="values must be a non-empty 1-D array"):
+        call(values=0.5)
+    with pytest.raises(ValueError, match="num_seeds must be a positive integer"):
+        call(num_seeds=0)
+    with pytest.raises(ValueError, match="num_steps must be a positive integer"):
+        call(num_steps=0)
+    with pytest.raises(ValueError, match="every must be a positive integer"):
+        call(every=1.5)

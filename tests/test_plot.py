@@ -126,6 +126,9 @@ def test_panels_reject_more_than_three_a_row(n, ncols, match):
 def test_methods_compared_in_one_figure_have_distinct_colours():
     part3 = ("rep-RKL", "path-RKL", "path-FKL", "path-χ²", "path-Hellinger", "NUTS")
     assert len({plot.color(m) for m in part3}) == len(part3)
+    gaussian_vi = ("BBVI-rep", "BBVI-path", "BW-SGD", "FB-GVI", "proximal BBVI", "NGVI", "batch-and-match",
+                   "batch-and-match, B = 64", "exact ODE")
+    assert len({plot.color(m) for m in gaussian_vi}) == len(gaussian_vi)
 
 
 def test_diagram_draws_a_box_per_part_and_an_arrow_per_dependency():
@@ -135,4 +138,29 @@ def test_diagram_draws_a_box_per_part_and_an_arrow_per_dependency():
     assert texts == ["Part I", "Part II", "path estimator"] and len(ax.patches) == 3
     with pytest.raises(ValueError, match=r"not in boxes: \['III'\]"):
         plot.diagram(ax, {"I": (0.2, 0.5, "Part I")}, [("I", "III")])
+    plt.close(fig)
+
+
+def test_band_draws_the_median_and_the_spread_and_skips_diverged_runs():
+    fig, ax = plt.subplots()
+    runs = np.array([[1.0, 0.5, 0.1], [2.0, 1.0, np.nan], [3.0, 1.5, 0.3]])
+    line = plot.band(ax, [0, 1, 2], runs, "FB-GVI")
+    assert line.get_label() == "FB-GVI" and ax.get_yscale() == "log"
+    np.testing.assert_allclose(line.get_ydata(), [2.0, 1.0, 0.2])  # the NaN run is left out of the last median
+    assert len(ax.collections) == 1  # the 10-90% band
+    with pytest.raises(ValueError, match="runs"):
+        plot.band(ax, [0, 1], runs, "FB-GVI")
+    plt.close(fig)
+
+
+def test_step_size_sweep_marks_unstable_step_sizes():
+    fig, ax = plt.subplots()
+    final = np.array([[1.0, 3.0], [0.1, 0.3], [np.inf, np.nan]])
+    line = plot.step_size_sweep(ax, [1e-3, 1e-2, 1e-1], final, np.array([True, True, False]), "BW-SGD",
+                                cross_height=0.9)
+    np.testing.assert_allclose(line.get_ydata()[:2], [2.0, 0.2])
+    assert np.isnan(line.get_ydata()[2])
+    crosses = ax.lines[-1]
+    np.testing.assert_allclose(crosses.get_xdata(), [1e-1])
+    np.testing.assert_allclose(crosses.get_ydata(), [0.9])
     plt.close(fig)

@@ -6,6 +6,8 @@ The library behind the `wvi` book. One module per concept:
   bbvi       rep and path-derivative gradient estimators of KL(q‖p) and of any f-divergence; BBVI over any
              optax optimiser, for Gaussians and Gaussian mixtures
   ngvi       natural-gradient VI: the Bayesian learning rule for one Gaussian (the Fisher–Rao counterpart)
+  gaussian_vi  Gaussian VI algorithms as discretisations of the BW flow: BW-SGD, FB-GVI, proximal BBVI,
+             batch-and-match, and the protocol that compares them with BBVI and NGVI
   mixtures   Gaussian mixtures; GFlow-VI and NGFlow-VI, flows over the components' parameters (Part II)
   flows      the Bures–Wasserstein flow (velocities, Euler, solve_ivp), Langevin and SVGD particles
   divergences  f-divergences by name: f, h(r) = r f′(r) − f(r), log-space forms, grids and quadrature (Part II)
@@ -27,8 +29,8 @@ The library behind the `wvi` book. One module per concept:
 """
 import importlib
 
-from wvi import (algorithm, align, barrier, bbvi, bnn, data, divergences, ensembles, flows, gaussian, mixtures, networks,
-                 ngvi, targets)
+from wvi import (algorithm, align, barrier, bbvi, bnn, data, divergences, ensembles, flows, gaussian, gaussian_vi,
+                 mixtures, networks, ngvi, targets)
 from wvi.gaussian import Gaussian, MeanField
 
 __version__ = "0.1.0"
@@ -50,5 +52,5 @@ def __dir__():
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = ["algorithm", "align", "barrier", "bbvi", "data", "display", "divergences", "ensembles", "flows", "gaussian", "mcmc",
+__all__ = ["algorithm", "align", "barrier", "bbvi", "data", "display", "divergences", "ensembles", "flows", "gaussian", "gaussian_vi", "mcmc",
            "bnn", "mixtures", "networks", "ngvi", "plot", "report", "targets", "Gaussian", "MeanField", "__version__"]

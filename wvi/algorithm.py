@@ -371,3 +371,58 @@ def seconds_per_step(algorithm: Algorithm, state, num_steps: int = 50, key=None)
         state, _ = step(k, state)
     jax.block_until_ready(state)
     return (time.perf_counter() - start) / num_steps
+
+
+def sweep(key, make: Callable, values, init_args: tuple, num_steps: int, measure: Callable, *, num_seeds: int = 1,
+          every: int = 1) -> np.ndarray:
+    """`measure(state)` along runs of `make(value)` for every value of one scalar hyper-parameter (a step size) and
+    every seed, all in one compiled program (vmapped over values and seeds), as a NumPy array of shape
+    (len(values), num_seeds, num_steps // every + 1): the measurement at steps 0, every, 2·every, … (a pytree of
+    such arrays, with the measurement's own shape after them, when `measure` returns one).
+
+    Unlike `run`, a run that diverges is not an error: a sweep looks for where a method stops being stable, so its
+    measurements simply become NaN or infinite from the step where it broke (`stable` reads them).
+
+    Args:
+      key: a `jax.random` key; seed s uses the s-th key of `jax.random.split(key, num_seeds)` for every value
+        (common random numbers across values).
+      make: value -> Algorithm; `value` is a traced scalar, so `make` must not branch on it in Python (the
+        constructors of `wvi.gaussian_vi`, `wvi.bbvi` with an optax optimiser and `wvi.ngvi` accept one).
+      values: the hyper-parameter values, a 1-D array.
+      init_args: the arguments of the algorithm's `init` (the same start for every run).
+      num_steps: steps per run, a multiple of `every`.
+      measure: state -> scalar (or a pytree of arrays), traced (jit-compatible).
+      num_seeds, every: seeds per value; steps between measurements.
+    """
+    num_steps, num_seeds, every = (_check_count(num_steps, "num_steps"), _check_count(num_seeds, "num_seeds"),
+                                   _check_count(every, "every"))
+    if num_steps % every:
+        raise ValueError(f"num_steps must be a multiple of every = {every}; got {num_steps}")
+    values = jnp.asarray(values)
+    if values.ndim != 1 or values.shape[0] == 0:
+        raise ValueError(f"values must be a non-empty 1-D array; got shape {values.shape}")
+
+    def one(value, seed_key):
+        algorithm = make(value)
+        state = algorithm.init(*init_args)
+
+        def chunk(state, chunk_key):
+            state = jax.lax.scan(lambda s, k: (algorithm.step(k, s)[0], None), state,
+                                 jax.random.split(chunk_key, every))[0]
+            return state, measure(state)
+
+        _, trace = jax.lax.scan(chunk, state, jax.random.split(seed_key, num_steps // every))
+        return prepend(measure(state), trace)
+
+    program = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None)))
+    return jax.tree_util.tree_map(np.asarray, program(values, jax.random.split(key, num_seeds)))
+
+
+def stable(curves, start: Optional[float] = None) -> np.ndarray:
+    """Which runs of a `sweep` stayed stable: every measurement finite and, when `start` is given, the last one
+    below it (the run ended closer to the optimum than it began). Reduces the last axis (the measurements)."""
+    curves = np.asarray(curves)
+    ok = np.all(np.isfinite(curves), axis=-1)
+    if start is not None:
+        ok &= np.where(np.isfinite(curves[..., -1]), curves[..., -1], np.inf) < start
+    return ok

@@ -21,7 +21,7 @@ import numpy as np
 from jax.scipy.linalg import solve_triangular
 
 from wvi import gaussian as G
-from wvi._checks import check_log_density
+from wvi._checks import check_log_density, is_concrete
 from wvi.algorithm import Algorithm
 
 
@@ -72,13 +72,14 @@ def ngvi(log_density: Callable, step_size: float, num_samples: int, safeguard: b
         raise ValueError(f"log_density must be a function x -> log p(x); got {type(log_density).__name__}")
     if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive integer; got {num_samples!r}")
-    if not step_size > 0:
+    if is_concrete(step_size) and not step_size > 0:  # a traced step size (a sweep) is checked by its caller
         raise ValueError(f"step_size must be positive; got {step_size!r}")
     neg_grad = jax.vmap(jax.grad(lambda x: -log_density(x)))
     neg_hess = jax.vmap(jax.hessian(lambda x: -log_density(x)))
 
     def init(q0: G.AnyGaussian) -> NGVIState:
         G.check(q0, "q0")
+        G.check_vector(q0, "q0", "NGVI (a Gaussian over a vector)")
         check_log_density(log_density, q0.mean)
         return NGVIState(q0.mean, jnp.linalg.inv(G.covariance(q0)))
 

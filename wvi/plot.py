@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
@@ -43,6 +44,12 @@ METHOD_COLORS = {  # a method's index in seaborn's colour-blind palette, or a ma
     "path-FKL": 1,
     "path-χ²": 2,
     "path-Hellinger": 4,
+    "BW-SGD": 2,
+    "FB-GVI": 3,
+    "proximal BBVI": 4,
+    "NGVI": 5,
+    "batch-and-match": 9,
+    "batch-and-match, B = 64": 6,
 }
 
 
@@ -197,6 +204,39 @@ def curve(ax, x, y, label: str, logy: bool = True, **kwargs):
     (line,) = ax.plot(np.asarray(x), np.asarray(y), label=label, **kwargs)
     if logy:
         ax.set_yscale("log")
+    return line
+
+
+def band(ax, x, runs, label: str, logy: bool = True, quantiles: Sequence[float] = (0.1, 0.9), **kwargs):
+    """The median over runs (seeds) as a line and the spread between two quantiles (10% and 90%) as a shaded band;
+    `runs` has shape (num_runs, len(x)). Runs that diverged (NaN or inf) are left out of the median and the band
+    wherever they are not finite."""
+    runs = np.asarray(runs, dtype=np.float64)
+    if runs.ndim != 2 or runs.shape[1] != len(x):
+        raise ValueError(f"runs must have shape (num_runs, len(x)) = (n, {len(x)}); got {runs.shape}")
+    finite = np.where(np.isfinite(runs), runs, np.nan)
+    with warnings.catch_warnings():  # an all-NaN column (every run diverged) is left empty, silently
+        warnings.simplefilter("ignore", RuntimeWarning)
+        middle = np.nanmedian(finite, axis=0)
+        low, high = np.nanquantile(finite, quantiles, axis=0)
+    line = curve(ax, x, middle, label, logy=logy, **kwargs)
+    ax.fill_between(np.asarray(x), low, high, color=line.get_color(), alpha=0.2, lw=0)
+    return line
+
+
+def step_size_sweep(ax, step_sizes, final, stable, label: str, cross_height: float = 1.0, **kwargs):
+    """A step-size sweep on log–log axes: the median over seeds of the final distance at each stable step size,
+    joined by a line, and a cross at `cross_height` (in axes units, 1 = the top edge; give each method its own)
+    for each step size at which a run diverged or ended further than it started (`wvi.algorithm.stable`).
+    `final` has shape (len(step_sizes), num_seeds)."""
+    step_sizes, final, stable = np.asarray(step_sizes), np.asarray(final, dtype=np.float64), np.asarray(stable)
+    kwargs.setdefault("color", color(label))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        median = np.where(stable, np.nanmedian(np.where(np.isfinite(final), final, np.nan), axis=1), np.nan)
+    (line,) = ax.loglog(step_sizes, median, marker="o", ms=3, label=label, **kwargs)
+    ax.plot(step_sizes[~stable], np.full((~stable).sum(), cross_height), "x", color=line.get_color(), ms=5,
+            transform=ax.get_xaxis_transform(), clip_on=False)
     return line
 
 
