@@ -242,3 +242,4 @@ def test_sweep_bad_arguments():
         call(num_steps=0)
     with pytest.raises(ValueError, match="every must be a positive integer"):
         call(every=1.5)
+

@@ -167,3 +167,14 @@ def test_moments_match_the_law_of_total_variance():
     np.testing.assert_allclose(mean, density @ g.points, atol=1e-6)
     centred = g.points - mean
     np.testing.assert_allclose(cov, (centred * density[:, None]).T @ centred, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(step_size=float("nan")), "step_size must be a positive finite number"),
+    (dict(step_size=-0.1), "step_size must be a positive finite number"),
+    (dict(num_samples=True), "num_samples must be a positive integer"),
+])
+def test_ngvi_names_a_bad_argument(kwargs, match):
+    args = dict(log_density=lambda x: -0.5 * jnp.sum(x**2), step_size=0.1, num_samples=4) | kwargs
+    with pytest.raises(ValueError, match=match):
+        ngvi.ngvi(**args)

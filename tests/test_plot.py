@@ -164,3 +164,26 @@ def test_step_size_sweep_marks_unstable_step_sizes():
     np.testing.assert_allclose(crosses.get_xdata(), [1e-1])
     np.testing.assert_allclose(crosses.get_ydata(), [0.9])
     plt.close(fig)
+
+
+def test_comparison_draws_the_sweep_and_the_budget_runs_of_every_stable_method():
+    from wvi.gaussian_vi import Comparison
+
+    grid = np.array([1e-2, 1e-1])
+    result = Comparison(grid, {"BW-SGD": np.array([[0.1, 0.2], [np.nan, np.nan]]), "NGVI": np.full((2, 2), np.nan)},
+                        {"BW-SGD": np.array([True, False]), "NGVI": np.array([False, False])},
+                        {"BW-SGD": 1e-2, "NGVI": float("nan")},
+                        {"BW-SGD": np.array([0, 10, 20]), "NGVI": np.array([0, 10, 20])},
+                        {"BW-SGD": np.array([[1.0, 0.5, 0.2], [1.0, 0.4, 0.1]]), "NGVI": np.full((2, 3), np.nan)})
+    fig, axes = plt.subplots(1, 2)
+    plot.comparison(axes, result, "W2", floor=0.05)
+    assert [line.get_label() for line in axes[1].lines] == ["BW-SGD", "reference floor"]  # NGVI had no stable step
+    assert axes[1].get_xscale() == "log" and axes[0].get_xscale() == "log"
+    with pytest.raises(ValueError, match="no methods"):
+        plot.comparison(axes, result._replace(curves={}), "W2")
+    plt.close(fig)
+    fig, axes = plt.subplots(1, 2)
+    plot.comparison(axes, result, "W2", resolution=0.3)  # distances below 0.3 are drawn at 0.3
+    np.testing.assert_allclose(axes[1].lines[0].get_ydata(), [1.0, 0.45, 0.3])
+    assert np.isnan(result.curves["BW-SGD"]).sum() == 0 and result.curves["BW-SGD"][1, 2] == 0.1  # not modified
+    plt.close(fig)

@@ -76,7 +76,7 @@ def test_save_is_reproducible_and_loads_into_an_ordered_ledger(tmp_path):
     assert counts["Rossi et al."]["reproduced"] == 1 and counts["Rossi et al."]["not reproduced"] == 1
     assert counts["Yi & Liu"]["not attempted"] == 1 and counts["Yi & Liu"]["not yet run"] == 1
     assert counts["book"] == {"holds": 1, "fails": 0}
-    assert report.summary(entries).startswith("Of the 4 items of the four works in the ledger: 1 reproduced, "
+    assert report.summary(entries).startswith("Of the 4 items of the eight works in the ledger: 1 reproduced, "
                                               "1 not reproduced, 1 not yet run, 1 not attempted.")
 
 

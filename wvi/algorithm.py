@@ -376,7 +376,7 @@ def seconds_per_step(algorithm: Algorithm, state, num_steps: int = 50, key=None)
 def sweep(key, make: Callable, values, init_args: tuple, num_steps: int, measure: Callable, *, num_seeds: int = 1,
           every: int = 1) -> np.ndarray:
     """`measure(state)` along runs of `make(value)` for every value of one scalar hyper-parameter (a step size) and
-    every seed, all in one compiled program (vmapped over values and seeds), as a NumPy array of shape
+    every seed, all in one compiled program (the runs one after the other, see below), as a NumPy array of shape
     (len(values), num_seeds, num_steps // every + 1): the measurement at steps 0, every, 2·every, … (a pytree of
     such arrays, with the measurement's own shape after them, when `measure` returns one).
 
@@ -414,8 +414,17 @@ def sweep(key, make: Callable, values, init_args: tuple, num_steps: int, measure
         _, trace = jax.lax.scan(chunk, state, jax.random.split(seed_key, num_steps // every))
         return prepend(measure(state), trace)
 
-    program = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None)))
-    return jax.tree_util.tree_map(np.asarray, program(values, jax.random.split(key, num_seeds)))
+    # The runs go one after the other (lax.map) rather than side by side (vmap): jaxlib 0.10's batched LAPACK
+    # kernels (Cholesky, eigh) hand their batch to XLA's CPU thread pool and block on it, which deadlocks the pool
+    # when the program runs as many of them at once as the pool has threads (every thread waits, nothing runs;
+    # seen here on 2 cores with vmapped sweeps; jaxlib 0.11.2 builds this path out). Unbatched calls do not.
+    num_values = values.shape[0]
+    seed_keys = jax.random.split(key, num_seeds)
+    run_values = jnp.repeat(values, num_seeds)
+    run_keys = seed_keys[jnp.arange(num_values * num_seeds) % num_seeds]
+    program = jax.jit(lambda vs, ks: jax.lax.map(lambda pair: one(*pair), (vs, ks)))
+    out = program(run_values, run_keys)
+    return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf).reshape(num_values, num_seeds, *leaf.shape[1:]), out)
 
 
 def stable(curves, start: Optional[float] = None) -> np.ndarray:

@@ -70,10 +70,11 @@ def ngvi(log_density: Callable, step_size: float, num_samples: int, safeguard: b
     """
     if not callable(log_density):
         raise ValueError(f"log_density must be a function x -> log p(x); got {type(log_density).__name__}")
-    if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+    if not isinstance(num_samples, (int, np.integer)) or isinstance(num_samples, bool) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive integer; got {num_samples!r}")
-    if is_concrete(step_size) and not step_size > 0:  # a traced step size (a sweep) is checked by its caller
-        raise ValueError(f"step_size must be positive; got {step_size!r}")
+    # a traced step size (a sweep) cannot be checked here; its caller checks the values it sweeps over
+    if is_concrete(step_size) and not (np.ndim(step_size) == 0 and np.isfinite(step_size) and step_size > 0):
+        raise ValueError(f"step_size must be a positive finite number; got {step_size!r}")
     neg_grad = jax.vmap(jax.grad(lambda x: -log_density(x)))
     neg_hess = jax.vmap(jax.hessian(lambda x: -log_density(x)))
 

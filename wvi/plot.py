@@ -240,6 +240,39 @@ def step_size_sweep(ax, step_sizes, final, stable, label: str, cross_height: flo
     return line
 
 
+def comparison(axes, result, distance_label: str, floor: float | None = None, resolution: float | None = None):
+    """The two panels of a Gaussian-VI comparison (`wvi.gaussian_vi.compare`'s `Comparison`): left, the step-size
+    sweep of every method (`step_size_sweep`; crosses, one row per method, where a run was unstable); right, the
+    budget runs at each method's best step size against gradient evaluations (`band`: median and 10-90% of seeds).
+    `floor` draws a dotted horizontal line (e.g. what two reference runs disagree by); distances below
+    `resolution` (where rounding dominates the distance's computation) are drawn at it, on a grey line. Returns the
+    two axes."""
+    if resolution is not None:
+        clip = lambda a: np.where(np.isfinite(a), np.maximum(a, resolution), a)  # noqa: E731
+        result = result._replace(final={k: clip(v) for k, v in result.final.items()},
+                                 curves={k: clip(v) for k, v in result.curves.items()})
+    sweep_ax, budget_ax = axes
+    labels = list(result.curves)
+    if not labels:
+        raise ValueError("result has no methods to draw")
+    for i, label in enumerate(labels):
+        step_size_sweep(sweep_ax, result.step_sizes, result.final[label], result.stable[label], label,
+                        cross_height=1.02 + 0.035 * i)
+        if np.isfinite(result.best[label]):
+            band(budget_ax, result.evaluations[label], result.curves[label], label)
+    sweep_ax.set_xlabel("step size")
+    sweep_ax.set_ylabel(f"{distance_label} after the sweep")
+    budget_ax.set_xlabel("gradient evaluations")
+    budget_ax.set_ylabel(distance_label)
+    budget_ax.set_xscale("log")
+    if floor is not None:
+        budget_ax.axhline(floor, color="k", ls=":", lw=1.0, label="reference floor")
+    if resolution is not None:
+        for ax in axes:
+            ax.axhline(resolution, color="0.6", lw=0.8, zorder=0)
+    return sweep_ax, budget_ax
+
+
 def loglog(ax, x, y, label: str, slope: float | None = None, **kwargs):
     """Points on log–log axes joined by a line, the fitted slope in the legend when given."""
     kwargs.setdefault("marker", "o")

@@ -2,7 +2,8 @@
 
 Two kinds of row:
 
-* a **work's claim** (Yi & Liu, Nguyen et al., Wild et al., Rossi et al.), with a stable item id ("Fig. 5",
+* a **work's claim** (of the seed works Yi & Liu, Nguyen et al., Wild et al., Rossi et al., item by item; of the
+  later works Lambert et al., Diao et al., Domke et al., Cai et al., their headline claims), with a stable item id ("Fig. 5",
   "Prop. 3"), the statement paraphrased from the work, what the book measured, the criterion with the source of its
   tolerance, and a verdict from `WORK_VERDICTS`: reproduced, partly reproduced, not reproduced, not testable at this
   scale, not yet run, not attempted;
@@ -23,7 +24,7 @@ result did not reproduce: that is a finding, recorded as such::
     assert claims.consistent, claims.problems()
 
 Items the book does not run get their row from the inventory (`book/inventory.yml`, `inventory_rows`), so every
-numbered figure, table and proposition of the five works has exactly one place in the ledger. Measured figures are
+numbered figure, table and proposition of the seed works (and each later work's headline claim) has exactly one place in the ledger. Measured figures are
 stored as strings (rounded by the chapter), so re-running a chapter with the same seed rewrites the same file.
 """
 from __future__ import annotations
@@ -34,8 +35,14 @@ import re
 from pathlib import Path
 from typing import NamedTuple, Optional
 
-WORKS = ("Yi & Liu", "Nguyen et al.", "Wild et al.", "Rossi et al.")
-"""The works, in the book's order."""
+SEED_WORKS = ("Yi & Liu", "Nguyen et al.", "Wild et al.", "Rossi et al.")
+"""The works the book reproduces item by item (every figure, table and proposition), in the book's order."""
+LATER_WORKS = ("Lambert et al.", "Diao et al.", "Domke et al.", "Cai et al.")
+"""Later works whose algorithms Part I's "Gaussian VI algorithms side by side" compares, one headline claim each."""
+WORKS = SEED_WORKS + LATER_WORKS
+"""Every work with rows in the ledger, in the book's order."""
+_COUNT_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine",
+                10: "ten"}
 BOOK = "book"
 WORK_VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "not testable at this scale", "not yet run",
                  "not attempted")
@@ -243,11 +250,12 @@ def item_verdicts(entries: list[Entry]) -> dict:
 
 
 def summary(entries: list[Entry]) -> str:
-    """One sentence for the intro and README, from the ledger: items per verdict, over the four works."""
+    """One sentence for the intro and README, from the ledger: items per verdict, over the works (`WORKS`)."""
     verdicts = list(item_verdicts(entries).values())
     parts = [f"{verdicts.count(v)} {v}" for v in WORK_VERDICTS if verdicts.count(v)]
     book = counts(entries)[BOOK]
-    return (f"Of the {len(verdicts)} items of the four works in the ledger: " + ", ".join(parts) +
+    works = _COUNT_WORDS.get(len(WORKS), str(len(WORKS)))
+    return (f"Of the {len(verdicts)} items of the {works} works in the ledger: " + ", ".join(parts) +
             f". The book's own claims: {book['holds']} hold, {book['fails']} fail.")
 
 
