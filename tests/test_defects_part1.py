@@ -98,3 +98,61 @@ def test_ode_vs_bbvi_dropping_the_stop_gradient_breaks_the_coincidence(drop_stop
     assert ode_vs_bbvi_verdicts() == ("reproduced", "holds")
     drop_stop_gradient()
     assert ode_vs_bbvi_verdicts() == ("not reproduced", "fails")
+
+
+# ------------------------------------------------------------------------------------------------ part1/gaussian_vi
+# The chapter's rows on its later works, each with a defect planted in wvi.gaussian_vi.
+BOUND_TOL = 1e-9  # FB-GVI's contraction bound: W2's rounding
+PART1_TARGET = G.Gaussian(jnp.zeros(2), jnp.array([[0.8, 0.4], [0.4, 0.8]]))
+PART1_START = G.Gaussian(jnp.array([4.0, 2.0]), 0.8 * jnp.eye(2))
+
+
+def _fb_gvi_rate_verdict(step_size=0.1, num_steps=150):
+    """"FB-GVI rate": W2(q_k+1, p) ≤ (1 − αh) W2(q_k, p) + BOUND_TOL at every step, exact expectations."""
+    from wvi import gaussian_vi as gvi
+
+    precision = jnp.linalg.inv(G.covariance(PART1_TARGET))
+    rate = 1 - float(jnp.linalg.eigvalsh(precision)[0]) * step_size
+    mean, cov = PART1_START.mean, G.covariance(PART1_START)
+    w2 = [float(G.w2(PART1_START, PART1_TARGET))]
+    for _ in range(num_steps):
+        mean, cov = gvi.fb_gvi_update(mean, cov, *gvi.gaussian_expectations(PART1_TARGET, mean, cov), step_size)
+        w2.append(float(G.w2(G.from_covariance(mean, cov), PART1_TARGET)))
+    w2 = np.array(w2)
+    return verdict_of(np.max(w2[1:] - rate * w2[:-1]) <= BOUND_TOL)
+
+
+def test_gaussian_vi_a_wrong_entropy_jko_breaks_fb_gvis_rate(monkeypatch):
+    from wvi import gaussian_vi as gvi
+
+    assert _fb_gvi_rate_verdict() == "reproduced"
+
+    def jko_with_2h(cov, step_size):  # the defect: Σ(Σ + 2hI) under the root instead of Σ(Σ + 4hI)
+        s, u = jnp.linalg.eigh(cov)
+        return (u * 0.5 * (s + 2 * step_size + jnp.sqrt(s * (s + 2 * step_size)))) @ u.T
+
+    monkeypatch.setattr(gvi, "entropy_jko", jko_with_2h)
+    assert _fb_gvi_rate_verdict() == "not reproduced"
+
+
+def _bw_sgd_neighbourhood_verdict(step_size=0.05, num_steps=2000, num_seeds=8):
+    """"BW-SGD, constant step": the stationary W2 at h/4 below the one at h by more than 3 standard errors."""
+    from wvi import gaussian_vi as gvi
+    from wvi.algorithm import sweep
+
+    log_p = lambda x: G.log_prob(PART1_TARGET, x)  # noqa: E731
+    runs = sweep(jax.random.PRNGKey(11), lambda h: gvi.bw_sgd(log_p, h, 1), np.array([step_size, step_size / 4]),
+                 (PART1_START,), num_steps, lambda s: G.w2(s.approximation, PART1_TARGET), num_seeds=num_seeds,
+                 every=10)
+    floor = runs[:, :, runs.shape[-1] // 2:].mean(axis=-1)
+    se = np.sqrt(floor.var(axis=1, ddof=1).sum() / num_seeds)
+    return verdict_of(floor[0].mean() - floor[1].mean() > 3 * se)
+
+
+def test_gaussian_vi_a_step_that_ignores_h_breaks_bw_sgds_shrinking_neighbourhood(monkeypatch):
+    from wvi import gaussian_vi as gvi
+
+    assert _bw_sgd_neighbourhood_verdict() == "reproduced"
+    correct = gvi.bw_sgd_update
+    monkeypatch.setattr(gvi, "bw_sgd_update", lambda m, c, g, h_mat, step_size: correct(m, c, g, h_mat, 0.05))
+    assert _bw_sgd_neighbourhood_verdict() == "not reproduced"

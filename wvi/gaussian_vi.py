@@ -91,7 +91,8 @@ def fb_gvi_update(mean, cov, grad, hessian, step_size):
 
         m ← m − h g,     Σ½ = (I − hH) Σ (I − hH),     Σ ← ½(Σ½ + 2hI + [Σ½(Σ½ + 4hI)]^½).
 
-    For a Gaussian target with exact g, H its fixed point is the target itself (the scheme is unbiased), and for an
+    For a Gaussian target with exact g, H and h ≤ 1/L its fixed point is the target itself (the scheme is unbiased;
+    above 1/L, I − hH is indefinite and the JKO step's positive root does not undo the forward step), and for an
     α-strongly convex, L-smooth V with h ≤ 1/L, W2 contracts by (1 − αh) per step (their Theorem 3).
     Args and Returns as `bw_sgd_update`."""
     eye = jnp.eye(mean.shape[0], dtype=cov.dtype)
