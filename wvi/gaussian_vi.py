@@ -195,6 +195,21 @@ def _entropy(chol):
     return 0.5 * d * (1.0 + jnp.log(2 * jnp.pi)) + jnp.sum(jnp.log(jnp.abs(jnp.diagonal(chol))))
 
 
+def _bw_init(log_density):
+    """The init of the algorithms on flows.BWState: q0 checked, then (mean, covariance)."""
+    def init(q0: G.AnyGaussian) -> BWState:
+        _check_start(q0, log_density)
+        return BWState(q0.mean, G.covariance(q0))
+
+    return init
+
+
+def _bw_draws(key, state: BWState, num_samples):
+    """(Cholesky factor of state.cov, num_samples draws x ~ N(state.mean, state.cov))."""
+    chol = jnp.linalg.cholesky(state.cov)
+    return chol, _draws(key, state.mean, chol, num_samples)[1]
+
+
 def _second_order(log_density, step_size, num_samples, update) -> Algorithm:
     """An algorithm on BWState whose step estimates g = E[∇V], H = E[∇²V] from `num_samples` draws and applies
     `update(mean, cov, g, H, step_size)`."""
@@ -203,19 +218,14 @@ def _second_order(log_density, step_size, num_samples, update) -> Algorithm:
     grads = jax.vmap(jax.grad(potential))
     hessians = jax.vmap(jax.hessian(potential))
 
-    def init(q0: G.AnyGaussian) -> BWState:
-        _check_start(q0, log_density)
-        return BWState(q0.mean, G.covariance(q0))
-
     def step(key, state: BWState):
-        chol = jnp.linalg.cholesky(state.cov)
-        _, x = _draws(key, state.mean, chol, num_samples)
+        chol, x = _bw_draws(key, state, num_samples)
         g, h = jnp.mean(grads(x), axis=0), jnp.mean(hessians(x), axis=0)
         loss = jnp.mean(values(x)) - _entropy(chol)
         mean, cov = update(state.mean, state.cov, g, h, step_size)
         return BWState(mean, cov), GaussianVIInfo(loss, jnp.linalg.norm(g))
 
-    return Algorithm(init, step)
+    return Algorithm(_bw_init(log_density), step)
 
 
 def bw_sgd(log_density: Callable, step_size: float, num_samples: int) -> Algorithm:
@@ -272,13 +282,8 @@ def batch_and_match(log_density: Callable, step_size: float, num_samples: int) -
     _check_args(log_density, step_size, num_samples)
     values, scores = jax.vmap(log_density), jax.vmap(jax.grad(log_density))
 
-    def init(q0: G.AnyGaussian) -> BWState:
-        _check_start(q0, log_density)
-        return BWState(q0.mean, G.covariance(q0))
-
     def step(key, state: BWState):
-        chol = jnp.linalg.cholesky(state.cov)
-        _, x = _draws(key, state.mean, chol, num_samples)
+        chol, x = _bw_draws(key, state, num_samples)
         s = scores(x)
         x_mean, s_mean = jnp.mean(x, axis=0), jnp.mean(s, axis=0)
         x_cov = (x - x_mean).T @ (x - x_mean) / num_samples
@@ -287,7 +292,7 @@ def batch_and_match(log_density: Callable, step_size: float, num_samples: int) -
         mean, cov = batch_and_match_update(state.mean, state.cov, x_mean, x_cov, s_mean, s_cov, step_size)
         return BWState(mean, cov), GaussianVIInfo(loss, jnp.linalg.norm(s_mean))
 
-    return Algorithm(init, step)
+    return Algorithm(_bw_init(log_density), step)
 
 
 def _bbvi(estimator):
