@@ -106,9 +106,68 @@ def test_verdict_rules_of_part5():
     assert barrier.alignment_verdict([0.4, 1.2, 0.9], [0.0, 0.0, 0.0], fraction=0.25, min_naive=0.5) == "partly reproduced"
     with pytest.raises(ValueError, match="at least 3 pairs"):
         barrier.alignment_verdict([1.0, 1.0], [0.0, 0.0], fraction=0.25)
-    # trend_verdict: a change counts only beyond k seed stds
-    assert barrier.trend_verdict(1.3, 1.8, seed_std=0.1) == "not reproduced"
-    assert barrier.trend_verdict(1.8, 1.3, seed_std=0.1) == "reproduced"
-    assert barrier.trend_verdict(1.5, 1.3, seed_std=0.1) == "not testable at this scale"
-    assert barrier.trend_verdict(1.3, 1.8, seed_std=0.1, falls=False) == "reproduced"
+    # trend_verdict: the change of the means counts only beyond k standard errors of the difference
+    low, high = [1.2, 1.3, 1.4], [1.7, 1.8, 1.9]  # s = 0.1 each: s.e. of the difference 0.1·√(2/3) ≈ 0.082
+    assert barrier.trend_verdict(low, high) == "not reproduced"
+    assert barrier.trend_verdict(high, low) == "reproduced"
+    assert barrier.trend_verdict(low, high, falls=False) == "reproduced"
+    assert barrier.trend_verdict(low, [1.4, 1.5, 1.6]) == "not testable at this scale"  # 0.2 < 3 × 0.082
+    assert barrier.trend_verdict(low, [1.5, 1.6, 1.7]) == "not reproduced"  # 0.3 > 0.245
+    assert barrier.trend_verdict([0.0] * 3, [0.0] * 3) == "not testable at this scale"
+    with pytest.raises(ValueError, match="first must hold one finite barrier for each of at least 3"):
+        barrier.trend_verdict([1.0, 1.1], high)
+    # above_zero: mean beyond k standard errors of zero
+    assert barrier.standard_error([1.0, 2.0, 3.0]) == pytest.approx(1 / np.sqrt(3))
+    assert barrier.above_zero([0.5, 0.6, 0.7]) and not barrier.above_zero([0.0, 0.05, 0.0])
+    assert not barrier.above_zero([0.0, 0.0, 0.0])
     assert barrier.spread([1.0, 2.0, 3.0], 1) == "2.0 ± 1.0 (1.0–3.0, n = 3)"
+
+
+def _hidden_relu(params, x):
+    return networks.mlp_hidden(params, x, activation="relu")
+
+
+def test_activation_variance_matches_a_direct_monte_carlo_computation():
+    q0, q1 = _pair()
+    x = jax.random.normal(jax.random.key(3), (30, 2))
+    key = jax.random.key(4)
+    curve = barrier.activation_variance_curve(key, q0, q1, _hidden_relu, x, num_taus=3, num_samples=6, batch=4)
+    assert curve.variances.shape == curve.ratios.shape == (3, 1)
+    np.testing.assert_allclose(curve.ratios[[0, -1]], 1.0, rtol=1e-12)
+    # the same draws by hand: θ_s = mean + std ε_s for the keys split from `key`, at τ = 1/2
+    qt = G.geodesic(q0, q1, 0.5)
+    draws = [bnn._draw(k, qt) for k in jax.random.split(key, 6)]
+    h = np.concatenate([np.asarray(_hidden_relu(theta, x)[0], np.float64) for theta in draws])  # (6·30, 5)
+    np.testing.assert_allclose(curve.variances[1, 0], np.mean(np.var(h, axis=0)), rtol=1e-5)
+    chord = 0.5 * (curve.variances[0, 0] + curve.variances[-1, 0])
+    np.testing.assert_allclose(curve.ratios[1, 0], curve.variances[1, 0] / chord, rtol=1e-12)
+
+
+def test_variance_collapses_between_relabelled_networks_and_not_after_relabelling_back():
+    # q1 = q0 with its hidden units relabelled (point masses): the path to P#q1 = q0 is constant (ratio 1); the
+    # naive midpoint averages unrelated units, whose pre-activations then vary about half as much
+    from wvi import align
+
+    params = networks.mlp_he_init(jax.random.key(0), [4, 64, 64, 3])
+    spec = align.mlp_spec(params)
+    perms = align.random_perms(jax.random.key(1), spec, params)
+    q0, q1 = G.point_mass(params), G.point_mass(align.permute(params, spec, perms))
+    back = {p: np.argsort(v) for p, v in perms.items()}
+    x = jax.random.normal(jax.random.key(2), (200, 4))
+    naive = barrier.activation_variance_curve(jax.random.key(3), q0, q1, _hidden_relu, x, num_taus=5, num_samples=1)
+    aligned = barrier.activation_variance_curve(jax.random.key(3), q0, align.permute(q1, spec, back), _hidden_relu,
+                                                x, num_taus=5, num_samples=1)
+    np.testing.assert_allclose(aligned.ratios, 1.0, rtol=1e-5)
+    assert np.all(naive.ratios[2] < 0.75), naive.ratios[2]
+    with pytest.raises(ValueError, match="num_taus must be an integer >= 2"):
+        barrier.activation_variance_curve(jax.random.key(3), q0, q1, _hidden_relu, x, num_taus=1)
+
+
+def test_collapse_verdict():
+    # collapse: naive ratio below 1/2; reduction: aligned loss 1 − r at most half the naive loss
+    assert barrier.collapse_verdict([0.1, 0.2, 0.3], [0.9, 0.8, 0.7]) == "reproduced"
+    assert barrier.collapse_verdict([0.1, 0.6, 0.3], [0.9, 0.8, 0.7]) == "partly reproduced"  # no collapse on one
+    assert barrier.collapse_verdict([0.1, 0.2, 0.3], [0.5, 0.8, 0.7]) == "partly reproduced"  # 0.5 > 0.45: not halved
+    assert barrier.collapse_verdict([0.8, 0.9, 0.7], [0.9, 0.95, 0.9]) == "not reproduced"
+    with pytest.raises(ValueError, match="at least 3 pairs"):
+        barrier.collapse_verdict([0.1, 0.2], [0.9, 0.8])

@@ -191,3 +191,26 @@ def test_train_replicas_is_run_on_replica_starts():
     mapper = bnn.map_estimation(networks.mlp_apply, x, y, prior_std=1.0, batch_size=32, optimizer=optax.sgd(0.05))
     (p0, _), _ = bnn.train_replicas(jax.random.key(3), jax.random.key(4), mapper, init_fn, 5)
     assert isinstance(p0, G.MeanField) and float(jnp.max(p0.std[0]["w"])) == 0.0
+
+
+def test_augment_transforms_each_minibatch_and_leaves_the_rest_alone():
+    x = jax.random.normal(jax.random.key(0), (40, 2))
+    y = (x[:, 0] > 0).astype(jnp.int32)
+    apply = partial(networks.mlp_apply, activation="relu")
+    q = G.meanfield(networks.mlp_he_init(jax.random.key(1), [2, 8, 2]), 0.01)
+    sgd = optax.sgd(0.1, momentum=0.9)
+    plain = bnn.meanfield_vi(apply, x, y, prior_std=1.0, optimizer=sgd, batch_size=8)
+    identity = bnn.meanfield_vi(apply, x, y, prior_std=1.0, optimizer=sgd, batch_size=8, augment=lambda k, xb: xb)
+    flipped = bnn.meanfield_vi(apply, x, y, prior_std=1.0, optimizer=sgd, batch_size=8, augment=lambda k, xb: -xb)
+    key = jax.random.key(2)
+    a, info_a = plain.step(key, plain.init(q))
+    b, info_b = identity.step(key, identity.init(q))
+    c, info_c = flipped.step(key, flipped.init(q))
+    # an identity augmentation leaves batch and draws as they were; a real one changes the batch the loss sees
+    np.testing.assert_array_equal(info_a.loss, info_b.loss)
+    assert float(info_c.loss) != float(info_a.loss)
+    m = bnn.map_estimation(apply, x, y, prior_std=1.0, optimizer=sgd, batch_size=8, augment=lambda k, xb: xb)
+    m_plain = bnn.map_estimation(apply, x, y, prior_std=1.0, optimizer=sgd, batch_size=8)
+    np.testing.assert_array_equal(m.step(key, m.init(q.mean))[1].loss, m_plain.step(key, m_plain.init(q.mean))[1].loss)
+    with pytest.raises(ValueError, match=r"augment must be None or a function augment\(key, xb\)"):
+        bnn.meanfield_vi(apply, x, y, prior_std=1.0, optimizer=sgd, batch_size=8, augment=3)

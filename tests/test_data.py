@@ -248,3 +248,36 @@ def test_a_decompressed_copy_with_the_pinned_hash_is_read_instead_of_downloading
     with pytest.raises(ValueError, match=r"decompressed copy .*mnist-t10k-labels-idx1-ubyte has SHA-256 [0-9a-f]{64}, "
                                          r"expected"):
         data.image_classification("mnist", tmp_path)
+
+
+def test_random_shifts_move_each_image_by_at_most_max_shift_with_zero_fill():
+    import jax
+
+    images = np.arange(6 * 4 * 5 * 2, dtype=np.float32).reshape(6, 4, 5, 2) + 1.0  # no zeros of its own
+    out = np.asarray(data.random_shifts(jax.random.key(0), images, max_shift=1))
+    assert out.shape == images.shape
+
+    def shifted(image, dy, dx):
+        padded = np.pad(image, ((1, 1), (1, 1), (0, 0)))
+        return padded[1 - dy:1 - dy + 4, 1 - dx:1 - dx + 5]
+
+    seen = set()
+    for image, result in zip(images, out):
+        matches = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if np.array_equal(shifted(image, dy, dx), result)]
+        assert len(matches) == 1, "each output is the image moved by one offset in {-1, 0, 1}², zeros shifted in"
+        seen.add(matches[0])
+    many = np.asarray(data.random_shifts(jax.random.key(1), np.ones((500, 3, 3, 1), np.float32), max_shift=1))
+    # the centre pixel survives every shift; the 4 corners are zeroed by 5 of the 9 offsets each
+    assert np.all(many[:, 1, 1] == 1) and 0.4 < np.mean(many[:, 0, 0] == 0) < 0.7
+    flat = images.reshape(6, -1)
+    np.testing.assert_array_equal(data.random_shifts(jax.random.key(0), flat, 1, image_shape=(4, 5, 2)),
+                                  out.reshape(6, -1))
+    np.testing.assert_array_equal(data.random_shifts(jax.random.key(0), images, max_shift=0), images)
+    jitted = jax.jit(lambda k, x: data.random_shifts(k, x, 1))
+    np.testing.assert_array_equal(jitted(jax.random.key(0), images), out)
+    with pytest.raises(ValueError, match=r"x must be images \(N, H, W, C\)"):
+        data.random_shifts(jax.random.key(0), flat)
+    with pytest.raises(ValueError, match="matching image_shape"):
+        data.random_shifts(jax.random.key(0), flat, image_shape=(4, 4, 2))
+    with pytest.raises(ValueError, match="max_shift must be an integer >= 0"):
+        data.random_shifts(jax.random.key(0), images, max_shift=-1)

@@ -1,6 +1,7 @@
 """Planted defects for Part V: each test runs a small, fast version of a chapter's main experiment, computes the
-chapter's main verdict with the chapter's own rule (`wvi.barrier.alignment_verdict`, or for the results chapter
-`wvi.experiments.results.figure_verdict`), and checks that a planted defect flips it.
+chapter's main verdict with the chapter's own rule (`wvi.barrier.alignment_verdict`, `wvi.barrier.collapse_verdict`
+for the variance of activations, or for the results chapter `wvi.experiments.results.figure_verdict`), and checks
+that a planted defect flips it.
 
 Defects: "skip the alignment" (`wvi.align.align` returns the identity permutations) and "replace align's
 permutations by random ones" (it returns uniformly random permutations), planted by monkeypatching
@@ -122,6 +123,65 @@ def test_mlp_digits_fig4_verdict_flips_without_alignment(monkeypatch, defect):
     plant(monkeypatch, defect)
     verdict, naive, aligned = _digits_verdict()
     assert verdict == ("reproduced" if defect is None else "not reproduced"), (naive, aligned)
+
+
+@pytest.mark.parametrize("defect", [None, *DEFECTS])
+def test_mlp_digits_fig10_verdict_flips_without_alignment(monkeypatch, defect):
+    """mlp_digits chapter, Fig. 10 (variance collapse, 3 pairs): `collapse_verdict` on the last hidden layer's
+    variance ratio at τ = 1/2, as the chapter computes it: "reproduced" as is; "not reproduced" when the alignment
+    is skipped (the aligned path is the naive one) or replaced by random permutations (as unrelated as the naive
+    pairing)."""
+    plant(monkeypatch, defect)
+    pairs, _, (x_test, _) = _digits_pairs()
+    hidden = partial(networks.mlp_hidden, activation="relu")
+    ratios = {"naive": [], "aligned": []}
+    for q0, q1 in pairs:
+        spec = align.mlp_spec(q0.mean)
+        q1_aligned = align.permute(q1, spec, align.align(q0, q1, spec, key=jax.random.key(11)).perms)
+        for label, q in (("naive", q1), ("aligned", q1_aligned)):
+            curve = barrier.activation_variance_curve(jax.random.key(13), q0, q, hidden, x_test, num_taus=3,
+                                                      num_samples=8)
+            ratios[label].append(curve.ratios[1, -1])
+    verdict = barrier.collapse_verdict(ratios["naive"], ratios["aligned"])
+    assert verdict == ("reproduced" if defect is None else "not reproduced"), ratios
+
+
+@pytest.mark.parametrize("defect", [None, *DEFECTS])
+def test_mlp_digits_fig12_verdict_flips_without_alignment(monkeypatch, defect):
+    """mlp_digits chapter, Fig. 12 (data augmentation, 3 pairs trained on randomly shifted minibatches), with the
+    chapter's rule (Fig. 4's rule on the augmented pairs, and mean aligned barriers with and without shifts within
+    a tenth of the smaller mean naive barrier): "reproduced" as is; not "reproduced" under either defect (the
+    aligned barriers then equal naive-sized ones on both sides, which can still be "similar": "partly")."""
+    plant(monkeypatch, defect)
+    pairs, apply, (x_test, y_test) = _digits_pairs()
+    digits = data.digits()
+    x_train, y_train = jnp.asarray(digits.x_train), jnp.asarray(digits.y_train)
+    shift = partial(data.random_shifts, max_shift=1, image_shape=(8, 8, 1))
+    trainer = bnn.meanfield_vi(apply, x_train, y_train, prior_std=0.3, optimizer=optax.sgd(0.1, momentum=0.9),
+                               batch_size=128, augment=shift)
+    init = jax.vmap(lambda k: G.meanfield(networks.mlp_he_init(k, [64, 32, 32, 10]), 0.01))(
+        jax.random.split(jax.random.key(0), 6))
+    state, _ = algorithm.run(jax.random.key(1), trainer, jax.vmap(trainer.init)(init), 600,
+                             trace_fn=algorithm.trace_loss, num_replicas=6, chunk=600)
+    augmented = [(algorithm.replica(state.approximation, 2 * k), algorithm.replica(state.approximation, 2 * k + 1))
+                 for k in range(3)]
+    barriers = {}
+    for name, group in (("as is", pairs), ("shifts", augmented)):
+        for q0, q1 in group:
+            r = barrier.naive_and_aligned(jax.random.key(11), q0, q1, align.mlp_spec(q0.mean), apply,
+                                          {"test": (x_test, y_test)}, num_taus=9, num_samples=8)
+            barriers.setdefault((name, "naive"), []).append(r.naive["test"].barrier)
+            barriers.setdefault((name, "aligned"), []).append(r.aligned["test"].barrier)
+    from wvi import report
+
+    similar = abs(np.mean(barriers["shifts", "aligned"]) - np.mean(barriers["as is", "aligned"])) < \
+        0.1 * min(np.mean(barriers["shifts", "naive"]), np.mean(barriers["as is", "naive"]))
+    verdict = report.verdict_of(barrier.alignment_verdict(barriers["shifts", "naive"], barriers["shifts", "aligned"],
+                                                          fraction=0.25, min_naive=0.5) == "reproduced", similar)
+    if defect is None:
+        assert verdict == "reproduced", barriers
+    else:
+        assert verdict in ("not reproduced", "partly reproduced"), barriers
 
 
 @pytest.mark.parametrize("defect", [None, *DEFECTS])

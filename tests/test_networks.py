@@ -82,3 +82,17 @@ def test_frn_matches_its_definition():
     x = jax.random.normal(jax.random.key(0), (2, 4, 4, 3))
     nu2 = np.mean(np.asarray(x) ** 2, axis=(1, 2), keepdims=True)
     np.testing.assert_allclose(networks.frn(x, 2.0, 0.5), 2.0 * np.asarray(x) / np.sqrt(nu2 + 1e-6) + 0.5, rtol=1e-10)
+
+
+def test_mlp_hidden_are_the_layers_of_mlp_apply():
+    params = networks.mlp_he_init(jax.random.key(0), [3, 5, 4, 2])
+    x = jax.random.normal(jax.random.key(1), (7, 3))
+    hidden = networks.mlp_hidden(params, x, activation="relu")
+    assert [h.shape for h in hidden] == [(7, 5), (7, 4)]
+    np.testing.assert_allclose(hidden[0], jax.nn.relu(x @ params[0]["w"] + params[0]["b"]), rtol=1e-6)
+    np.testing.assert_allclose(hidden[-1] @ params[-1]["w"] + params[-1]["b"],
+                               networks.mlp_apply(params, x, activation="relu"), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="x must have 3 features"):
+        networks.mlp_hidden(params, jnp.ones((2, 4)))
+    with pytest.raises(ValueError, match="unknown activation 'sigmoid'"):
+        networks.mlp_hidden(params, x, activation="sigmoid")

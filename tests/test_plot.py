@@ -105,6 +105,11 @@ def test_barrier_bars_and_sweeps_label_what_they_draw():
     plot.barrier_sweep(b, [128, 512], [1.0, 0.5], [0.1, 0.05], "width", "MLP")
     assert b.get_xscale() == "log" and b.get_xlabel() == "width" and len(b.lines) == 2
     plt.close(fig)
+    fig, ax = plt.subplots()  # several pairs per point: mean ± sd with error bars, each pair a dot
+    plot.barrier_sweep(ax, [32, 64], [[1.0, 1.2, 1.1], [1.5, 1.6, 1.7]], [[0.0, 0.1, 0.0], [0.0, 0.0, 0.0]], "width")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["naive (mean ± sd of 3)", "aligned (mean ± sd of 3)"]
+    np.testing.assert_allclose(ax.containers[0].lines[0].get_ydata(), [1.1, 1.6])
+    plt.close(fig)
 
 
 @pytest.mark.parametrize("n, ncols, rows", [(1, None, 1), (4, 2, 2), (5, None, 2), (3, 3, 1)])
@@ -186,4 +191,17 @@ def test_comparison_draws_the_sweep_and_the_budget_runs_of_every_stable_method()
     plot.comparison(axes, result, "W2", resolution=0.3)  # distances below 0.3 are drawn at 0.3
     np.testing.assert_allclose(axes[1].lines[0].get_ydata(), [1.0, 0.45, 0.3])
     assert np.isnan(result.curves["BW-SGD"]).sum() == 0 and result.curves["BW-SGD"][1, 2] == 0.1  # not modified
+    plt.close(fig)
+
+
+def test_variance_ratios_draw_each_pair_and_their_mean_per_layer():
+    from wvi.barrier import VarianceCurve
+    taus = np.linspace(0, 1, 3)
+    runs = [VarianceCurve(taus, np.ones((3, 2)), np.array([[1.0, 1.0], [r, r / 2], [1.0, 1.0]])) for r in (0.4, 0.6)]
+    fig, axes = plt.subplots(1, 2)
+    plot.variance_ratios(axes, {"naive": runs})
+    # per panel: two thin pair lines, the mean, the dotted 1
+    assert len(axes[1].lines) == 4 and axes[1].get_title() == "hidden layer 2"
+    np.testing.assert_allclose(axes[1].lines[2].get_ydata(), [1.0, 0.25, 1.0])
+    assert axes[0].get_legend().get_texts()[0].get_text() == "naive (mean of 2)"
     plt.close(fig)

@@ -15,10 +15,12 @@ Every τ uses the same sample keys (common random numbers), so the curve is smoo
 barrier is always 0: log is concave, so ℓ((1−τ)q0 + τq1) ≤ (1−τ)ℓ(q0) + τℓ(q1) point by point (Jensen).
 
 `naive_and_aligned` aligns q1 to q0 and measures both barriers; `Plane` spans the 2D slice of parameter space
-through three parameter vectors (the paper's Fig. 6). Chapters: Part V.
+through three parameter vectors (the paper's Fig. 6); `activation_variance_curve` follows the variance of the hidden
+activations along the geodesic (the paper's Fig. 10, after Jordan et al.'s REPAIR, §3.1). Chapters: Part V.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, NamedTuple
 
 import jax
@@ -105,6 +107,72 @@ def naive_and_aligned(key, q0: G.MeanField, q1: G.MeanField, spec: align.Permuta
     return NaiveAndAligned(alignment, q1_aligned, curves["naive"], curves["aligned"])
 
 
+class VarianceCurve(NamedTuple):
+    """`taus` (T,); `variances` (T, L): v_l(τ), layer l's activation variance under q_τ (see
+    `activation_variance_curve`); `ratios` (T, L): v_l(τ) / ((1−τ) v_l(0) + τ v_l(1)), 1 at both ends."""
+
+    taus: np.ndarray
+    variances: np.ndarray
+    ratios: np.ndarray
+
+
+@partial(jax.jit, static_argnames=("hidden_fn", "num_samples", "batch"))
+def _layer_variances(key, q, hidden_fn, x, num_samples, batch):
+    def moments(k):  # per unit: the mean and the variance over the data of one network θ ~ q
+        return [(jnp.mean(h, axis=0), jnp.var(h, axis=0)) for h in hidden_fn(bnn._draw(k, q), x)]
+
+    per_sample = jax.lax.map(moments, jax.random.split(key, num_samples), batch_size=min(batch, num_samples))
+    # law of total variance over (θ, x): Var = E_θ Var_x[h] + Var_θ E_x[h]; then the mean over the layer's units
+    return jnp.stack([jnp.mean(jnp.mean(v, axis=0) + jnp.var(m, axis=0)) for m, v in per_sample])
+
+
+def activation_variance_curve(key, q0: G.MeanField, q1: G.MeanField, hidden_fn: Callable, x, num_taus: int = 25,
+                              num_samples: int = 32, batch: int = 16) -> VarianceCurve:
+    """The variance of hidden activations along the W2 geodesic from q0 to q1 (Rossi et al., Fig. 10): REPAIR's
+    measurement (Jordan et al. 2023, §3.1: each unit's activation variance over the data, averaged over a layer's
+    units, compared with the endpoints') with the activations marginalised over posterior samples, as the paper
+    says. For layer l with units u and the network θ ~ q_τ,
+
+        v_l(τ) = (1/U_l) Σ_u Var_{x ~ data, θ ~ q_τ}[ h_{l,u}(x; θ) ],   r_l(τ) = v_l(τ) / ((1−τ) v_l(0) + τ v_l(1)),
+
+    on `num_taus` evenly spaced τ, with `num_samples` draws θ from the same `key` at every τ (common random
+    numbers). Variance collapse (REPAIR) is r_l(τ) falling well below 1 inside the path. `hidden_fn(params, x)`
+    returns the list of hidden activations, (N, U_l) each (e.g. `partial(wvi.networks.mlp_hidden,
+    activation="relu")`); x is (N, ...). Chapter: Part V, "Aligning VI solutions: an MLP on digits"."""
+    G.check(q0, "q0", degenerate=True)
+    G.check(q1, "q1", degenerate=True)
+    if not (isinstance(num_taus, (int, np.integer)) and num_taus >= 2):
+        raise ValueError(f"num_taus must be an integer >= 2; got {num_taus!r}")
+    if not (isinstance(num_samples, (int, np.integer)) and num_samples >= 1):
+        raise ValueError(f"num_samples must be a positive integer; got {num_samples!r}")
+    taus = np.linspace(0.0, 1.0, num_taus)
+    variances = np.stack([np.asarray(_layer_variances(key, G.geodesic(q0, q1, t), hidden_fn, jnp.asarray(x),
+                                                      num_samples, batch), np.float64) for t in taus])
+    if not np.all(np.isfinite(variances)):
+        raise ValueError("the activation variances hold non-finite values; check q0, q1 and x")
+    chord = (1 - taus[:, None]) * variances[0] + taus[:, None] * variances[-1]
+    if np.any(chord <= 0):
+        raise ValueError("a hidden layer has zero activation variance at both ends of the path; its ratio is undefined")
+    return VarianceCurve(taus, variances, variances / chord)
+
+
+def collapse_verdict(naive_ratios, aligned_ratios, collapse: float = 0.5, reduction: float = 0.5,
+                     min_pairs: int = 3) -> str:
+    """The verdict on "variance collapses along the naive path and much less along the aligned one" (Rossi et al.,
+    Fig. 10) over independent replica pairs, from each pair's variance ratio r at the path's midpoint in one layer
+    (`VarianceCurve.ratios`). A pair meets the claim when the naive path collapses, r_naive < `collapse` (at least
+    half the variance lost, by default), and alignment cuts the loss by at least the factor `reduction`:
+    1 − r_aligned ≤ `reduction`·(1 − r_naive). All pairs → "reproduced", none → "not reproduced", some → "partly
+    reproduced" (`wvi.report.verdict_of`); fewer than `min_pairs` pairs raise."""
+    from wvi import report
+
+    naive, aligned = np.asarray(naive_ratios, float), np.asarray(aligned_ratios, float)
+    if naive.shape != aligned.shape or naive.ndim != 1 or naive.size < min_pairs:
+        raise ValueError(f"need one naive and one aligned ratio for each of at least {min_pairs} pairs; got "
+                         f"{naive.shape} and {aligned.shape}")
+    return report.verdict_of(*((naive < collapse) & (1 - aligned <= reduction * (1 - naive))))
+
+
 class Plane(NamedTuple):
     """The plane through three parameter vectors θ_a, θ_b, θ_c (pytrees): θ(x, y) = θ_a + x·u + y·v with u along
     θ_b − θ_a and v the unit vector of θ_c − θ_a orthogonal to u. `points` holds the (x, y) of θ_a, θ_b, θ_c."""
@@ -162,14 +230,36 @@ def alignment_verdict(naive, aligned, fraction: float, min_naive: float = 0.0, m
     return report.verdict_of(*((naive > min_naive) & (aligned < fraction * naive)))
 
 
-def trend_verdict(first: float, last: float, seed_std: float, falls: bool = True, k: float = 3.0) -> str:
-    """The verdict on a sweep's trend measured with one replica pair per point (Rossi et al., Figs. 5, 7, 8): the
-    change `last` − `first` of a barrier counts only when it exceeds `k` times `seed_std`, the seed-to-seed standard
-    deviation of that barrier measured over independent pairs at one point of the sweep (the difference of two
-    single pairs has standard deviation √2·seed_std, so k = 3 is about two of those). A change in the expected
-    direction (`falls`: the barrier should fall) → "reproduced", in the other → "not reproduced", smaller than
-    k·seed_std → "not testable at this scale" (one pair per point cannot tell it from the seeds)."""
-    change = float(last) - float(first)
-    if abs(change) <= k * float(seed_std):
+def _pair_values(values, name: str, min_pairs: int) -> np.ndarray:
+    v = np.asarray(values, float)
+    if v.ndim != 1 or v.size < min_pairs or not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} must hold one finite barrier for each of at least {min_pairs} replica pairs; got "
+                         f"{v.tolist() if v.size < 10 else v.shape}")
+    return v
+
+
+def standard_error(values) -> float:
+    """The standard error of the mean of per-pair values, std(ddof = 1)/√n."""
+    v = np.asarray(values, float)
+    return float(np.std(v, ddof=1) / np.sqrt(v.size))
+
+
+def above_zero(values, k: float = 3.0, min_pairs: int = 3) -> bool:
+    """Whether the mean of a barrier over independent replica pairs is more than `k` standard errors above zero
+    (a barrier that is not cannot be seen to fall: "nothing left to fall")."""
+    v = _pair_values(values, "values", min_pairs)
+    return bool(v.mean() > k * standard_error(v))
+
+
+def trend_verdict(first, last, falls: bool = True, k: float = 3.0, min_pairs: int = 3) -> str:
+    """The verdict on a sweep's trend (Rossi et al., Figs. 5, 7, 8) from the barriers of independent replica pairs
+    at the sweep's first and last point (at least `min_pairs` each): the change of the means, mean(last) −
+    mean(first), counts only when it exceeds `k` standard errors of that difference,
+    √(s²_first/n_first + s²_last/n_last) (sample variances over the pairs, ddof = 1). A change in the expected
+    direction (`falls`: the barrier should fall) → "reproduced", in the other → "not reproduced", within k
+    standard errors → "not testable at this scale" (the pairs cannot tell it from the seeds)."""
+    first, last = _pair_values(first, "first", min_pairs), _pair_values(last, "last", min_pairs)
+    change = float(last.mean() - first.mean())
+    if abs(change) <= k * float(np.hypot(standard_error(first), standard_error(last))):
         return "not testable at this scale"
     return "reproduced" if (change < 0) == bool(falls) else "not reproduced"

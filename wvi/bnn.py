@@ -11,7 +11,7 @@ S samples. The prior is N(0, α² I) throughout (`log_prior`, `expected_log_prio
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -106,6 +106,17 @@ def _check_training_args(x, y, likelihood, batch_size, **positive):
     return x, y, n
 
 
+def _check_augment(augment):
+    if augment is not None and not callable(augment):
+        raise ValueError(f"augment must be None or a function augment(key, xb) -> xb; got {type(augment).__name__}")
+
+
+def _augmented(augment, key, xb):
+    """`augment(key', xb)` with a key of its own derived from the step's key (so that the minibatch and the draws
+    are the same as without augmentation), or xb when augment is None."""
+    return xb if augment is None else augment(jax.random.fold_in(key, 7), xb)
+
+
 def _check_optimizer(optimizer):
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
         raise ValueError("optimizer must be an optax GradientTransformation (e.g. optax.sgd(0.1, momentum=0.9)); "
@@ -125,7 +136,8 @@ def _optax_step(loss_fn: Callable, optimizer):
 
 def meanfield_vi(apply_fn: Callable, x, y, *, prior_std: float, batch_size: int,
                  optimizer: optax.GradientTransformation, temperature: float = 1.0, likelihood: str = "categorical",
-                 noise_std: float = 1.0, num_samples: int = 1) -> algorithm.Algorithm:
+                 noise_std: float = 1.0, num_samples: int = 1,
+                 augment: Optional[Callable] = None) -> algorithm.Algorithm:
     """Mean-field VI for a BNN with prior N(0, α² I), in the `init(q) / step(key, state)` shape.
 
     Each step draws a minibatch of M = `batch_size` points without replacement and `num_samples` reparameterised
@@ -136,17 +148,19 @@ def meanfield_vi(apply_fn: Callable, x, y, *, prior_std: float, batch_size: int,
 
     the ELBO of the tempered posterior p_T ∝ (p(Y|θ)p(θ))^{1/T} multiplied by T (T = 1: the usual ELBO;
     T < 1: cold). E_q log p(θ) and H[q] are exact. `init(q: G.MeanField) -> VIState`; `info` (`TrainInfo`) holds
-    the loss and the batch's mean log likelihood.
+    the loss and the batch's mean log likelihood. `augment(key, xb) -> xb` (e.g. `wvi.data.random_shifts`), if
+    given, transforms each minibatch's inputs with a key of its own (data augmentation; Rossi et al., Fig. 12).
     """
     x, y, n = _check_training_args(x, y, likelihood, batch_size, prior_std=prior_std, temperature=temperature,
                                    noise_std=noise_std)
     optimizer = _check_optimizer(optimizer)
+    _check_augment(augment)
 
     def loss_fn(variables, key):
         mean, log_std = variables
         k_batch, k_theta = jax.random.split(key)
         idx = jax.random.permutation(k_batch, n)[:batch_size]
-        xb, yb = x[idx], y[idx]
+        xb, yb = _augmented(augment, key, x[idx]), y[idx]
         q = G.MeanField(mean, jax.tree_util.tree_map(jnp.exp, log_std))
 
         def one(k):
@@ -194,16 +208,18 @@ class MAPState(NamedTuple):
 
 def map_estimation(apply_fn: Callable, x, y, *, prior_std: float, batch_size: int,
                    optimizer: optax.GradientTransformation, likelihood: str = "categorical",
-                   noise_std: float = 1.0) -> algorithm.Algorithm:
+                   noise_std: float = 1.0, augment: Optional[Callable] = None) -> algorithm.Algorithm:
     """MAP estimation (the "SGD solutions" the paper compares VI with): steps of `optimizer` (the paper's: SGD with
     momentum) on −[(N/M) Σ_batch log p(y | x, θ) + log p(θ)] / N, the prior N(0, α² I) acting as weight decay
-    1/(α² N). `init(params) -> MAPState`; `info` is a `TrainInfo`."""
+    1/(α² N). `init(params) -> MAPState`; `info` is a `TrainInfo`. `augment` as in `meanfield_vi`."""
     x, y, n = _check_training_args(x, y, likelihood, batch_size, prior_std=prior_std, noise_std=noise_std)
     optimizer = _check_optimizer(optimizer)
+    _check_augment(augment)
 
     def loss_fn(params, key):
         idx = jax.random.permutation(key, n)[:batch_size]
-        mean_ll = jnp.mean(log_likelihood(apply_fn(params, x[idx]), y[idx], likelihood, noise_std))
+        xb = _augmented(augment, key, x[idx])
+        mean_ll = jnp.mean(log_likelihood(apply_fn(params, xb), y[idx], likelihood, noise_std))
         return -(n * mean_ll + log_prior(params, prior_std)) / n, mean_ll
 
     update = _optax_step(loss_fn, optimizer)

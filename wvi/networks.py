@@ -60,6 +60,23 @@ def mlp_apply(params: list, x: jax.Array, activation: str = "tanh") -> jax.Array
     return x @ params[-1]["w"] + params[-1]["b"]
 
 
+def mlp_hidden(params: list, x: jax.Array, activation: str = "tanh") -> list:
+    """The hidden layers' activations h_l = σ(W_l h_{l−1} + b_l), h_0 = x, of `mlp_apply`'s network: a list of
+    (..., width_l) arrays, one per hidden layer (the output layer's logits are not included). Used for the
+    variance of activations along a path (`wvi.barrier.activation_variance_curve`, Part V)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; expected one of {', '.join(map(repr, ACTIVATIONS))}")
+    act: Callable = ACTIVATIONS[activation]
+    fan_in = params[0]["w"].shape[0]
+    if jnp.shape(x)[-1] != fan_in:
+        raise ValueError(f"x must have {fan_in} features in its last axis; got shape {jnp.shape(x)}")
+    hidden = []
+    for layer in params[:-1]:
+        x = act(x @ layer["w"] + layer["b"])
+        hidden.append(x)
+    return hidden
+
+
 def gaussian_nll(mean, log_var, y) -> jax.Array:
     """−log N(y; mean, exp(log_var)) elementwise: ½[log 2π + log_var + (y − mean)² e^{−log_var}]."""
     return 0.5 * (jnp.log(2 * jnp.pi) + log_var + (y - mean) ** 2 * jnp.exp(-log_var))

@@ -417,11 +417,38 @@ def barrier_bars(ax, names: Sequence[str], naive: Sequence[float], aligned: Sequ
     ax.legend()
 
 
-def barrier_sweep(ax, xs: Sequence[float], naive: Sequence[float], aligned: Sequence[float], xlabel: str,
-                  title: str = "", logx: bool = True):
-    """Naive and aligned barriers against a swept setting (Rossi et al.'s Figs. 5, 7, 8 and 9)."""
+def variance_ratios(axes, curves: dict):
+    """Rossi et al.'s Fig. 10: the activation-variance ratio r_l(τ) along each path (`wvi.barrier.VarianceCurve`),
+    one panel per hidden layer l in `axes`; `curves` maps a path's label ("naive", "aligned") to one curve per
+    replica pair, each drawn thin, and their mean drawn thick with markers. 1 (no collapse) is dotted."""
+    for layer, ax in enumerate(axes):
+        for label, runs in curves.items():
+            ratios = np.stack([np.asarray(c.ratios)[:, layer] for c in runs])
+            taus = np.asarray(runs[0].taus)
+            for r in ratios:
+                ax.plot(taus, r, color=color(label), lw=0.8, alpha=0.5)
+            ax.plot(taus, ratios.mean(axis=0), "-o", color=color(label), ms=3, label=f"{label} (mean of {len(runs)})")
+        ax.axhline(1.0, color="0.5", ls=":", lw=1)
+        ax.set_ylim(0, None)
+        ax.set_xlabel("τ (position on the path)")
+        ax.set_title(f"hidden layer {layer + 1}", fontsize="small")
+    axes[0].set_ylabel("activation variance / chord")
+    axes[0].legend(fontsize="x-small")
+
+
+def barrier_sweep(ax, xs: Sequence[float], naive, aligned, xlabel: str, title: str = "", logx: bool = True):
+    """Naive and aligned barriers against a swept setting (Rossi et al.'s Figs. 5, 7, 8 and 9): one value per point,
+    or one row per point of the barriers of several replica pairs (points × pairs), drawn as their mean with a bar
+    of ±1 standard deviation and each pair as a small dot."""
     for label, values, style in (("naive", naive, "--"), ("aligned", aligned, "-")):
-        ax.plot(xs, values, style, marker="o", color=color(label), label=label)
+        values = np.asarray(values, float)
+        if values.ndim == 1:
+            ax.plot(xs, values, style, marker="o", color=color(label), label=label)
+            continue
+        ax.errorbar(xs, values.mean(axis=1), yerr=values.std(axis=1, ddof=1), fmt=style, marker="o", capsize=3,
+                    color=color(label), label=f"{label} (mean ± sd of {values.shape[1]})")
+        for column in values.T:
+            ax.plot(xs, column, ".", color=color(label), alpha=0.4, ms=4)
     if logx:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
