@@ -172,6 +172,13 @@ def test_parse_labelled_names_the_line_of_the_file():
 
 # ------------------------------------------------------------------ Part V at full scale: image sets
 IMAGES = Path(__file__).parent / "fixtures" / "images"
+REPOSITORY_DATA = Path(data.registry.__file__).resolve().parents[2] / "data"
+
+
+@pytest.fixture(autouse=True)
+def _no_shipped_data(tmp_path_factory, monkeypatch):
+    """The tests of the download path see no shipped copy (the repository's data/mnist would be read first)."""
+    monkeypatch.setattr(data.registry, "SHIPPED", tmp_path_factory.mktemp("no-shipped-data"))
 
 
 def _local_image_source(monkeypatch, name):
@@ -281,3 +288,45 @@ def test_random_shifts_move_each_image_by_at_most_max_shift_with_zero_fill():
         data.random_shifts(jax.random.key(0), flat, image_shape=(4, 4, 2))
     with pytest.raises(ValueError, match="max_shift must be an integer >= 0"):
         data.random_shifts(jax.random.key(0), images, max_shift=-1)
+
+
+def test_a_shipped_copy_is_read_before_the_cache_or_a_download(tmp_path, monkeypatch):
+    import gzip
+
+    from wvi.data import registry
+
+    source = data.IMAGE_SETS["mnist"]
+    shipped = tmp_path / "shipped"
+    (shipped / "mnist").mkdir(parents=True)
+    raw = {remote: gzip.decompress((IMAGES / remote).read_bytes()) for remote in source.sha256}
+    for remote, content in raw.items():
+        (shipped / "mnist" / remote).write_bytes(gzip.compress(content, mtime=0))
+    pinned = {remote: hashlib.sha256(content).hexdigest() for remote, content in raw.items()}
+    monkeypatch.setattr(registry, "SHIPPED", shipped)
+    # an unreachable URL: any download attempt would fail
+    monkeypatch.setitem(data.IMAGE_SETS, "mnist", source._replace(url="http://127.0.0.1:9/", raw_sha256=pinned))
+    cache = tmp_path / "cache"
+    split = data.image_classification("mnist", cache)
+    assert list(split.y_train) == [5, 0, 4] and list(split.y_test) == [7, 2]
+    assert not cache.exists() or not any(cache.iterdir())  # nothing cached, nothing downloaded
+    (shipped / "mnist" / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(raw["t10k-labels-idx1-ubyte.gz"][:-1]))
+    with pytest.raises(ValueError, match=r"shipped file .*t10k-labels-idx1-ubyte.gz decompresses to SHA-256 "
+                                         r"[0-9a-f]{64}, expected"):
+        data.image_classification("mnist", cache)
+    (shipped / "mnist" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b broken")
+    with pytest.raises(ValueError, match="is not a complete gzip file"):
+        data.image_classification("mnist", cache)
+
+
+def test_the_shipped_mnist_matches_its_pinned_hashes():
+    """The repository's data/mnist files (if this is a checkout that has them) decompress to the pinned IDX files."""
+    from wvi.data import registry
+
+    registry.SHIPPED = REPOSITORY_DATA  # undone by the autouse fixture's monkeypatch
+    folder = registry.SHIPPED / "mnist"
+    if not folder.exists():
+        pytest.skip("no data/ folder next to the package (an installed copy)")
+    source = data.IMAGE_SETS["mnist"]
+    for remote in source.sha256:
+        raw = registry._shipped_bytes("mnist", source, remote)
+        assert raw is not None and hashlib.sha256(raw).hexdigest() == source.raw_sha256[remote]

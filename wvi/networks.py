@@ -49,15 +49,8 @@ def mlp_init(key, sizes: Sequence[int], prior_std=None) -> list:
 
 def mlp_apply(params: list, x: jax.Array, activation: str = "tanh") -> jax.Array:
     """f(x) = W_L σ(... σ(W_1 x + b_1) ...) + b_L, for x of shape (..., fan_in)."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; expected one of {', '.join(map(repr, ACTIVATIONS))}")
-    act: Callable = ACTIVATIONS[activation]
-    fan_in = params[0]["w"].shape[0]
-    if jnp.shape(x)[-1] != fan_in:
-        raise ValueError(f"x must have {fan_in} features in its last axis; got shape {jnp.shape(x)}")
-    for layer in params[:-1]:
-        x = act(x @ layer["w"] + layer["b"])
-    return x @ params[-1]["w"] + params[-1]["b"]
+    hidden = mlp_hidden(params, x, activation)
+    return (hidden[-1] if hidden else x) @ params[-1]["w"] + params[-1]["b"]
 
 
 def mlp_hidden(params: list, x: jax.Array, activation: str = "tanh") -> list:

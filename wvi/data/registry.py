@@ -233,6 +233,33 @@ IMAGE_SETS = {
 training and 10,000 test 28×28 grey images), CIFAR-10 as the binary tarball (50,000 + 10,000 32×32 colour images)."""
 
 
+SHIPPED = Path(__file__).resolve().parents[2] / "data"
+"""Data that travels with the repository's working tree (not with an installed package, and not fetched at run time):
+`data/<set name>/<remote .gz name>`, each a gzip of the file whose decompressed SHA-256 `ImageSource.raw_sha256`
+pins. MNIST is there (`data/README.md` says where the files come from), so that a GPU machine without a network can
+run Part V's campaign."""
+
+
+def _shipped_bytes(name: str, source: ImageSource, remote: str) -> Optional[bytes]:
+    """The decompressed content of `SHIPPED/name/remote` when that file exists and its set pins the decompressed
+    hash; a file whose content has another hash raises `ValueError` naming both."""
+    import gzip
+    import hashlib
+
+    sha = source.raw_sha256.get(remote)
+    packed = SHIPPED / name / remote
+    if sha is None or not packed.exists():
+        return None
+    try:
+        raw = gzip.decompress(packed.read_bytes())
+    except (OSError, EOFError) as err:
+        raise ValueError(f"shipped file {packed} is not a complete gzip file ({err})") from err
+    actual = hashlib.sha256(raw).hexdigest()
+    if actual != sha:
+        raise ValueError(f"shipped file {packed} decompresses to SHA-256 {actual}, expected {sha}")
+    return raw
+
+
 def _decompressed_copy(source: ImageSource, remote: str, directory) -> Optional[Path]:
     """The cached decompressed copy of `remote` (its name without ".gz") when one exists and its SHA-256 is
     pinned in `source.raw_sha256`; a copy with another hash raises `ValueError` naming both."""
@@ -250,18 +277,23 @@ def _decompressed_copy(source: ImageSource, remote: str, directory) -> Optional[
 def image_classification(name: str, directory=None, allow_unpinned: bool = False, flat: bool = False) -> Split:
     """MNIST ("mnist"), Fashion-MNIST ("fashion_mnist") or CIFAR-10 ("cifar10") with their standard train/test
     split, downloaded by `download` (pinned SHA-256 checks, atomic cache writes) and parsed from the original binary
-    files. For MNIST, decompressed IDX files already in the cache are used when they match their pinned hashes.
+    files. For MNIST, the copy shipped in the working tree (`SHIPPED`) is read first, then decompressed IDX files
+    already in the cache, each only when it matches its pinned hash; only without either is anything downloaded.
     Pixels are scaled to [0, 1] as float32 images (N, H, W, C), or flat (N, H·W·C) when `flat`; labels are 0..9."""
     if name not in IMAGE_SETS:
         raise ValueError(f"unknown image set {name!r}; expected one of {', '.join(map(repr, IMAGE_SETS))}")
     source = IMAGE_SETS[name]
-    paths = {remote: _decompressed_copy(source, remote, directory)
-             or download(source.url + remote, source.prefix + remote, sha, directory, allow_unpinned)
-             for remote, sha in source.sha256.items()}
+
+    def fetch(remote, sha):
+        return (_decompressed_copy(source, remote, directory)
+                or download(source.url + remote, source.prefix + remote, sha, directory, allow_unpinned))
+
     if name == "cifar10":
-        x_tr, y_tr, x_te, y_te = read_cifar10(paths["cifar-10-binary.tar.gz"])
+        x_tr, y_tr, x_te, y_te = read_cifar10(fetch("cifar-10-binary.tar.gz", source.sha256["cifar-10-binary.tar.gz"]))
     else:
-        x_tr, y_tr, x_te, y_te = (parse_idx(paths[f].read_bytes(), source.prefix + f) for f in _IDX_FILES)
+        raw = {f: _shipped_bytes(name, source, f) for f in _IDX_FILES}
+        raw = {f: content if content is not None else fetch(f, source.sha256[f]).read_bytes() for f, content in raw.items()}
+        x_tr, y_tr, x_te, y_te = (parse_idx(raw[f], source.prefix + f) for f in _IDX_FILES)
         x_tr, x_te = x_tr[..., None], x_te[..., None]
     for role, (x, y) in {"training": (x_tr, y_tr), "test": (x_te, y_te)}.items():
         if x.shape[0] != y.shape[0]:

@@ -4,6 +4,7 @@
     python -m wvi.experiments.permutation --preset mlp-mnist --width 1024 --out results/permutation/mlp-mnist-width1024
     python -m wvi.experiments.permutation --figure 5 --out results/permutation
     python -m wvi.experiments.permutation --list
+    python -m wvi.experiments.permutation --campaign gpu --list      # a prepared GPU session (wvi.experiments.campaign)
 
 Each run trains two replicas of a mean-field VI (or MAP) network from different seeds, together in one vmapped
 program, aligns the second to the first (`wvi.align.align`: Wasserstein cost for VI, weight matching on the means
@@ -76,6 +77,9 @@ PRESETS = {
     "resnet20-cifar10": Preset("cifar10", "resnet20", 1, 0.01, **_CIFAR),
     "resnet20-layernorm-cifar10": Preset("cifar10", "resnet20", 1, 0.01, norm="layernorm", **_CIFAR),
     "resnet20-cifar10-map": Preset("cifar10", "resnet20", 1, 0.01, method="map", **_CIFAR),
+    # not in the paper: ResNet20 on MNIST padded to 32×32, the GPU campaign's stand-in for CIFAR-10 (not had here)
+    "resnet20-mnist32": Preset("mnist32", "resnet20", 1, 0.01),
+    "resnet20-layernorm-mnist32": Preset("mnist32", "resnet20", 1, 0.01, norm="layernorm"),
 }
 
 RESULT_KEYS = ("schema", "preset", "config", "versions", "device", "num_devices", "replica_devices", "devices", "seconds",
@@ -161,9 +165,17 @@ FIGURES = {
 
 
 def load_data(name: str, arch: str):
-    """Training and test arrays: images (N, H, W, C) for ResNet20, flat (N, H·W·C) for the MLP."""
+    """Training and test arrays: images (N, H, W, C) for ResNet20, flat (N, H·W·C) for the MLP. "mnist32" is MNIST
+    with two rows and columns of zeros on each side (32×32, CIFAR-10's size)."""
     if name == "digits":
         split = data.digits(images=arch == "resnet20")
+    elif name == "mnist32":
+        split = data.image_classification("mnist")
+        pad = lambda x: np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)))
+        split = split._replace(x_train=pad(split.x_train), x_test=pad(split.x_test))
+        if arch == "mlp":
+            split = split._replace(x_train=split.x_train.reshape(len(split.x_train), -1),
+                                   x_test=split.x_test.reshape(len(split.x_test), -1))
     else:
         split = data.image_classification(name, flat=arch == "mlp")
     real = jax.dtypes.canonicalize_dtype(jnp.float64)  # float32 unless x64 is enabled: the parameters' dtype
@@ -367,7 +379,12 @@ def main(argv: Optional[list] = None) -> dict | None:
     parser.add_argument("--preset", choices=sorted(PRESETS))
     parser.add_argument("--figure", type=int, choices=sorted(FIGURES), help="run every point of this paper figure")
     parser.add_argument("--out", type=Path, help="folder for result.json and checkpoint.npz (with --figure: for the runs' folders)")
-    parser.add_argument("--list", action="store_true", help="print the presets and figures and exit")
+    parser.add_argument("--list", action="store_true", help="print the presets and figures (with --campaign: the "
+                        "campaign's plan and predicted times) and exit")
+    parser.add_argument("--campaign", help="run (or, with --list, plan) a campaign of wvi.experiments.campaign: "
+                        "'gpu' or 'smoke'")
+    parser.add_argument("--max-seconds", type=float, help="with --campaign: start no point whose predicted time "
+                        "would take the campaign past this many seconds")
     for field in ("data", "width", "prior_variance", "temperature", "method", "norm", "steps", "batch_size",
                   "learning_rate", "num_samples", "num_taus"):
         kind = typing.get_type_hints(Preset)[field]  # str, int or float
@@ -376,6 +393,19 @@ def main(argv: Optional[list] = None) -> dict | None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--progress", action="store_true", help="show a progress bar while training")
     args = parser.parse_args(argv)
+    if args.campaign is not None:
+        from wvi.experiments import campaign
+
+        if args.campaign not in campaign.CAMPAIGNS:
+            parser.error(f"unknown campaign {args.campaign!r}; expected one of {', '.join(campaign.CAMPAIGNS)}")
+        if args.list:
+            campaign.list_plan(args.campaign)
+            return None
+        if args.out is None or args.preset is not None or args.figure is not None:
+            parser.error("--campaign runs with --out alone (or plans with --list)")
+        record = campaign.run_campaign(args.campaign, args.out, max_seconds=args.max_seconds, progress=args.progress)
+        print(json.dumps({k: (v["status"], v.get("seconds")) for k, v in record["points"].items()}, indent=1))
+        return record
     if args.list:
         for name, preset in PRESETS.items():
             print(f"{name:28s} {preset}")

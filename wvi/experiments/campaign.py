@@ -1,0 +1,281 @@
+"""Campaigns: one prepared command that runs many points of Rossi et al.'s experiments in turn on one machine, with
+each point's time predicted before any of it runs (Part V at paper scale; chapter `book/part5/full_scale`).
+
+    python -m wvi.experiments.permutation --campaign gpu --list                  # the plan, with predicted times
+    python -m wvi.experiments.permutation --campaign gpu --out results/permutation  # run it (resumes)
+    python -m wvi.experiments.permutation --campaign smoke --out /tmp/smoke        # the CPU smoke run of the tests
+
+A GPU session of this project has one H200 for 15 minutes in all, start-up included, without a network; so each
+GPU campaign is sized to at most 5 minutes of predicted wall time (`BUDGET_SECONDS`), leaving room for a second
+try. "gpu" holds the MNIST points of the paper's Figs. 4, 5, 7 and 8 with the MLP 3×512 of Table 1: the main point
+on three seeds (three replica pairs) and two widths at an eighth of Table 1's steps with 32 posterior samples per
+loss (Table 1: 128), two prior variances and two temperatures at a sixteenth with 16 samples; at the assumed device
+figures nothing fits at Table 1's full budget (one MLP run: about two minutes of training alone). "gpu-2" holds MAP
+weight matching on the same MLP and ResNet20 with FRN and with LayerNorm on MNIST padded to 32×32
+(`--data mnist32`), a stand-in for Fig. 11's CIFAR-10, which cannot be had here, at 1/120 of the steps with 4
+samples and 13 path positions. MNIST comes from the working tree (`data/mnist`, hashes pinned;
+`wvi.data.image_classification`).
+
+Sizing (`cost`, `predict`): a training step's floating-point operations and its number of kernels are counted
+from the compiled step of the two vmapped replicas (XLA's cost analysis and the instructions of the compiled
+program on the host, a proxy for the GPU's kernels); evaluation operations are a forward pass per example (counted
+the same way) times the points, samples and path positions the barriers and accuracies use. The predicted time of a
+point is
+
+    compile + steps · max(step FLOPs / device FLOP/s, kernels · seconds per kernel) + evaluation FLOPs / device FLOP/s
+
+with the device's figures in `DEVICES` (assumptions, stated there, until a GPU run measures them: the campaign
+records every point's measured wall time beside its prediction in `campaign-<name>.json`). `--list` also measures
+the step's time on this machine's CPU. Each point writes its own `result.json` (`permutation.run`) as soon as it
+ends, and a point whose result is already there with the same config is skipped, so a second call resumes; a point
+whose prediction would take the campaign past `--max-seconds` is not started.
+"""
+from __future__ import annotations
+
+import json
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from wvi import bnn
+from wvi import gaussian as G
+from wvi.experiments import permutation
+from wvi.experiments.permutation import PRESETS, Preset, Run
+
+BUDGET_SECONDS = 300.0  # the "gpu" campaign's predicted wall time at most: 5 of the session's 15 minutes
+
+
+class Device(NamedTuple):
+    name: str
+    flops: float  # sustained float32 FLOP/s on these programs
+    kernel_seconds: float  # launch and synchronisation time per kernel of a step inside the compiled training loop
+    compile_seconds: dict  # per point, by architecture: compiling the training segment and the evaluation
+    source: str  # where the figures come from
+
+
+DEVICES = {
+    "h200": Device("NVIDIA H200", 5e13, 6e-6, {"mlp": 15.0, "resnet20": 45.0},
+                   "assumed, not yet measured: 10% of the H200's dense TF32 tensor-core peak (about 495 TFLOP/s; JAX's "
+                   "default float32 matmul precision on GPU uses TF32), a few microseconds per kernel launched from a "
+                   "compiled loop, and compile times of the order seen for such programs; a GPU run's measured wall "
+                   "times (campaign-gpu.json) replace them"),
+    "cpu": Device("this machine's CPU", 5e10, 2e-6, {"mlp": 5.0, "resnet20": 30.0},
+                  "rough figures for a 2-core x86 machine, for the smoke campaign only"),
+}
+
+
+class Point(NamedTuple):
+    """One run of a campaign: a figure's run (`permutation.Run`), the budget it runs at (overrides of `steps`,
+    `num_samples`, `num_taus`, ...; empty: Table 1's), a seed, and what it is for."""
+
+    run: Run
+    budget: tuple = ()  # ((field, value), ...)
+    seed: int = 0
+    figures: str = ""
+
+    @property
+    def folder(self) -> str:
+        """The run's folder under the campaign's output: the figure run's name, so that the results chapter finds
+        it and reads its budget from its recorded config, with -seed<k> for seeds other than 0."""
+        return self.run.name + (f"-seed{self.seed}" if self.seed else "")
+
+    @property
+    def config(self) -> Preset:
+        return self.run.config._replace(**dict(self.budget))
+
+
+def _budget(fraction: float, num_samples: int, preset: str = "mlp-mnist", **other) -> tuple:
+    """Overrides for a fraction of Table 1's training steps and `num_samples` posterior samples per loss."""
+    return (("steps", int(round(PRESETS[preset].steps * fraction))), ("num_samples", num_samples),
+            *other.items())
+
+
+_EIGHTH = _budget(1 / 8, 32)  # 15,000 steps (125 of Table 1's 1,000 epochs), 32 samples per loss (Table 1: 128)
+_SIXTEENTH = _budget(1 / 16, 16)  # 7,500 steps, 16 samples
+_TINY_MLP = (("data", "digits"), ("width", 16), ("steps", 20), ("batch_size", 64), ("num_samples", 4),
+             ("num_taus", 5))
+CAMPAIGNS = {
+    "gpu": (
+        *(Point(Run("mlp-mnist"), _EIGHTH, s, "Figs. 4, 5, 7, 8: the main point, pair " + str(s + 1))
+          for s in (0, 1, 2)),
+        *(Point(Run("mlp-mnist", (("width", w),)), _EIGHTH, 0, "Fig. 5") for w in (128, 1024)),
+        *(Point(Run("mlp-mnist", (("prior_variance", v),)), _SIXTEENTH, 0, "Fig. 7") for v in (0.000625, 0.01)),
+        *(Point(Run("mlp-mnist", (("temperature", t),)), _SIXTEENTH, 0, "Fig. 8") for t in (0.1, 3.0)),
+    ),
+    "gpu-2": (
+        Point(Run("mlp-mnist-map"), _EIGHTH, 0, "Fig. 9's comparison on the MLP: MAP weight matching"),
+        *(Point(Run(preset), _budget(1 / 120, 4, preset, num_taus=13), 0,
+                "Fig. 11 stand-in (MNIST 32×32 for CIFAR-10)")
+          for preset in ("resnet20-mnist32", "resnet20-layernorm-mnist32")),
+    ),
+    "smoke": (
+        Point(Run("mlp-mnist"), _TINY_MLP, 0, "CPU smoke run, MLP"),
+        Point(Run("mlp-mnist"), _TINY_MLP, 1, "CPU smoke run, MLP, second seed"),
+    ),
+}
+"""The campaigns by name. "gpu" and "gpu-2" are each sized to `BUDGET_SECONDS` on an H200 (run "gpu" first; "gpu-2"
+in a later session, or at once if "gpu" measured well under its prediction); `DEFAULT_DEVICE[name]` is the device
+each is sized for."""
+DEFAULT_DEVICE = {"gpu": "h200", "gpu-2": "h200", "smoke": "cpu"}
+
+DATA_SIZES = {"mnist": (60_000, 10_000), "mnist32": (60_000, 10_000), "fashion_mnist": (60_000, 10_000),
+              "cifar10": (50_000, 10_000), "digits": (1_347, 450)}
+_INPUT_SHAPES = {("mnist", "mlp"): (784,), ("fashion_mnist", "mlp"): (784,), ("cifar10", "mlp"): (3072,),
+                 ("mnist32", "resnet20"): (32, 32, 1), ("cifar10", "resnet20"): (32, 32, 3),
+                 ("digits", "mlp"): (64,), ("digits", "resnet20"): (8, 8, 1)}
+
+
+class Cost(NamedTuple):
+    """What one point computes: `step_flops` and `step_kernels` of one training step of the two replicas, `steps`,
+    `eval_flops` of the barriers and accuracies, and `cpu_step_seconds` measured here (None when not measured)."""
+
+    step_flops: float
+    step_kernels: int
+    steps: int
+    eval_flops: float
+    cpu_step_seconds: Optional[float]
+
+
+def _flops(compiled) -> float:
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+    return float(analysis.get("flops", 0.0))
+
+
+def _kernels(compiled) -> int:
+    """Instructions of the compiled program's entry computation that do work (a proxy for kernels launched)."""
+    text = compiled.as_text()
+    entry = text[text.index("ENTRY"):]
+    body = entry[entry.index("{") + 1:entry.index("\n}")]
+    idle = ("parameter(", "constant(", "tuple(", "get-tuple-element(", "bitcast(", "copy-start(", "copy-done(")
+    return sum(1 for line in body.splitlines() if "=" in line and not any(op in line for op in idle))
+
+
+MEASURE_BATCH = 100  # the largest batch timed on the CPU (a ResNet20 step of 2 × 500 images needs gigabytes)
+
+
+@lru_cache(maxsize=None)
+def _step_cost(data_name: str, arch: str, width: int, norm: str, method: str, batch_size: int, measure: bool):
+    shape = _INPUT_SHAPES[(data_name, arch)]
+    x = jnp.zeros((batch_size,) + shape, jax.dtypes.canonicalize_dtype(jnp.float64))  # the parameters' dtype
+    y = jnp.zeros((batch_size,), jnp.int32)
+    preset = Preset(data_name, arch, width, 0.01, method=method, norm=norm, batch_size=batch_size)
+    init_fn, apply, _ = permutation.network(preset, x)
+    common = dict(prior_std=0.1, batch_size=batch_size, optimizer=optax.sgd(0.01, momentum=0.9))
+    keys = jax.random.split(jax.random.key(0), 2)
+    if method == "vi":
+        trainer = bnn.meanfield_vi(apply, x, y, **common)
+        start = jax.vmap(lambda k: G.meanfield(init_fn(k), 0.01))(keys)
+    else:
+        trainer = bnn.map_estimation(apply, x, y, **common)
+        start = jax.vmap(init_fn)(keys)
+    state = jax.vmap(trainer.init)(start)
+    step = jax.jit(jax.vmap(trainer.step))
+    compiled = step.lower(keys, state).compile()
+    forward = jax.jit(apply).lower(jax.tree_util.tree_map(lambda a: a[0], start.mean if method == "vi" else start),
+                                   x[:1]).compile()
+    seconds = None
+    if measure:  # at a batch of at most MEASURE_BATCH, scaled to the full batch (the work grows linearly with it)
+        small = min(batch_size, MEASURE_BATCH)
+        if small < batch_size:
+            return (_flops(compiled), _kernels(compiled), _flops(forward),
+                    _step_cost(data_name, arch, width, norm, method, small, True)[3] * batch_size / small)
+        out = step(keys, state)
+        jax.block_until_ready(out)
+        begin = time.perf_counter()
+        for _ in range(2):
+            out = step(keys, out[0])
+        jax.block_until_ready(out)
+        seconds = (time.perf_counter() - begin) / 2
+    return _flops(compiled), _kernels(compiled), _flops(forward), seconds
+
+
+def cost(point: Point, measure: bool = False) -> Cost:
+    """The point's `Cost`, counted from its compiled training step and forward pass (inputs of its data's shape,
+    zeros); with `measure`, the step is also timed on this machine (the mean of two steps after a warm-up, at a
+    batch of at most `MEASURE_BATCH` and scaled to the point's batch)."""
+    c = point.config
+    step_flops, kernels, forward_flops, seconds = _step_cost(c.data, c.arch, c.width, c.norm, c.method,
+                                                             c.batch_size, measure)
+    n_train, n_test = DATA_SIZES[c.data]
+    samples = c.num_samples if c.method == "vi" else 1
+    # barriers: naive and aligned paths, num_taus positions, `samples` networks each; accuracies: q0 and q1
+    passes = 2 * c.num_taus * samples + 2 * samples
+    return Cost(step_flops, kernels, c.steps, forward_flops * (n_train + n_test) * passes, seconds)
+
+
+def predict(point: Point, point_cost: Cost, device: Device) -> float:
+    """Predicted wall seconds of the point on `device` (the module docstring's formula)."""
+    per_step = max(point_cost.step_flops / device.flops, point_cost.step_kernels * device.kernel_seconds)
+    return (device.compile_seconds[point.config.arch] + point_cost.steps * per_step
+            + point_cost.eval_flops / device.flops)
+
+
+def plan(name: str, device: Optional[str] = None, measure: bool = False) -> list:
+    """[(point, cost, predicted seconds)] of campaign `name` on `device` (default: the one it is sized for)."""
+    if name not in CAMPAIGNS:
+        raise ValueError(f"unknown campaign {name!r}; expected one of {', '.join(map(repr, CAMPAIGNS))}")
+    dev = DEVICES[device or DEFAULT_DEVICE[name]]
+    rows = []
+    for point in CAMPAIGNS[name]:
+        c = cost(point, measure)
+        rows.append((point, c, predict(point, c, dev)))
+    return rows
+
+
+def list_plan(name: str, device: Optional[str] = None, measure: bool = True) -> float:
+    """Print the plan of campaign `name`, one point a line, and return its predicted total seconds."""
+    dev = DEVICES[device or DEFAULT_DEVICE[name]]
+    rows = plan(name, device, measure)
+    print(f"campaign {name!r} on {dev.name} ({dev.source})")
+    width = max(len(point.folder) for point, *_ in rows) + 1
+    print(f"{'point':<{width}}{'steps':>8}{'GFLOP/step':>11}{'kernels':>8}{'eval TFLOP':>11}{'CPU s/step':>11}"
+          f"{'predicted s':>12}")
+    for point, c, seconds in rows:
+        cpu = "-" if c.cpu_step_seconds is None else f"{c.cpu_step_seconds:.3g}"
+        print(f"{point.folder:<{width}}{c.steps:>8d}{c.step_flops / 1e9:>11.3g}{c.step_kernels:>8d}"
+              f"{c.eval_flops / 1e12:>11.3g}{cpu:>11}{seconds:>12.1f}")
+    total = sum(seconds for *_, seconds in rows)
+    print(f"predicted total: {total:.0f} s" + (f" (budget {BUDGET_SECONDS:.0f} s)" if name != "smoke" else "") +
+          f"; CPU s/step timed at batch ≤ {MEASURE_BATCH}, scaled to the point's batch")
+    return total
+
+
+def run_campaign(name: str, out_root: Path, device: Optional[str] = None, max_seconds: Optional[float] = None,
+                 checkpoint_every: int = 5_000, progress: bool = False) -> dict:
+    """Run campaign `name`'s points in turn into out_root/<point folder>/ (`permutation.run`), skipping points
+    whose result is already there with the same config, and not starting a point whose predicted time would take
+    the campaign's wall time past `max_seconds`. After each point, out_root/campaign-<name>.json records every
+    point's status, predicted and measured seconds and device. Returns that record."""
+    dev = DEVICES[device or DEFAULT_DEVICE[name]]
+    out_root.mkdir(parents=True, exist_ok=True)
+    log_path = out_root / f"campaign-{name}.json"
+    start = time.perf_counter()
+    record = {"campaign": name, "predicted_for": dev.name, "device": jax.devices()[0].device_kind,
+              "versions": permutation.versions(), "points": {}}
+    for point, c, predicted in plan(name, device):
+        out = out_root / point.folder
+        done = out / "result.json"
+        entry = {"figures": point.figures, "predicted_seconds": predicted, "config": point.config._asdict(),
+                 "seed": point.seed}
+        if done.exists() and json.loads(done.read_text())["config"] == {**point.config._asdict(), "seed": point.seed}:
+            entry.update(status="already there", seconds=json.loads(done.read_text())["seconds"]["wall"])
+            print(f"{point.folder}: result already there, skipped")
+        elif max_seconds is not None and time.perf_counter() - start + predicted > max_seconds:
+            entry.update(status="not started: predicted past --max-seconds")
+            print(f"{point.folder}: not started (predicted {predicted:.0f} s would pass {max_seconds:.0f} s)")
+        else:
+            print(f"{point.folder}: running (predicted {predicted:.0f} s on {dev.name})", flush=True)
+            result = permutation.run(point.config, out, point.run.preset, min(checkpoint_every, point.config.steps),
+                                     point.seed, progress)
+            entry.update(status="ran", seconds=result["seconds"]["wall"], device=result["device"],
+                         barriers=result["barriers"])
+        record["points"][point.folder] = entry
+        record["wall_seconds"] = time.perf_counter() - start
+        log_path.write_text(json.dumps(record, indent=1) + "\n")
+    return record
