@@ -203,13 +203,15 @@ def test_gpu_campaign_is_sized_to_its_budget_before_any_gpu_is_seen():
         assert 0 < total <= campaign.BUDGET_SECONDS, (name, total)
     rows = campaign.plan("gpu")
     main_point, main_cost, _ = rows[0]
-    assert main_point.run.name == "mlp-mnist" and main_cost.steps == permutation.PRESETS["mlp-mnist"].steps // 8
+    assert main_point.run.name == "mlp-mnist" and main_cost.steps == permutation.PRESETS["mlp-mnist"].steps // 10
     weights = 784 * 512 + 2 * 512 * 512 + 512 * 10
     assert 0.9 < main_cost.step_flops / (2 * 6 * 500 * weights) < 2.0, main_cost.step_flops
     assert main_cost.step_kernels > 10
     seeds = [p.seed for p, *_ in rows if p.run.name == "mlp-mnist"]
     assert sorted(seeds) == [0, 1, 2]  # the main point on three pairs
     assert all(p.config.data in ("mnist", "mnist32") for name in ("gpu", "gpu-2") for p, *_ in campaign.plan(name))
+    # a sweep's points share the main point's budget, so that only the swept setting differs
+    assert len({p.config.steps for p, *_ in rows}) == 1 and len({p.config.num_samples for p, *_ in rows}) == 1
 
 
 def test_mnist32_is_mnist_with_a_border_of_zeros():

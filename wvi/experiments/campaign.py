@@ -7,13 +7,16 @@ each point's time predicted before any of it runs (Part V at paper scale; chapte
 
 A GPU session of this project has one H200 for 15 minutes in all, start-up included, without a network; so each
 GPU campaign is sized to at most 5 minutes of predicted wall time (`BUDGET_SECONDS`), leaving room for a second
-try. "gpu" holds the MNIST points of the paper's Figs. 4, 5, 7 and 8 with the MLP 3×512 of Table 1: the main point
-on three seeds (three replica pairs) and two widths at an eighth of Table 1's steps with 32 posterior samples per
-loss (Table 1: 128), two prior variances and two temperatures at a sixteenth with 16 samples; at the assumed device
-figures nothing fits at Table 1's full budget (one MLP run: about two minutes of training alone). "gpu-2" holds MAP
-weight matching on the same MLP and ResNet20 with FRN and with LayerNorm on MNIST padded to 32×32
-(`--data mnist32`), a stand-in for Fig. 11's CIFAR-10, which cannot be had here, at 1/120 of the steps with 4
-samples and 13 path positions. MNIST comes from the working tree (`data/mnist`, hashes pinned;
+try. "gpu" holds MNIST points of the paper's Figs. 4, 5, 7 and 8 with the MLP 3×512 of Table 1, every one at a
+tenth of Table 1's steps (100 epochs) with 32 posterior samples per loss (Table 1: 128), so that a sweep compares
+settings at one budget: the main point on three seeds (three replica pairs), widths 128 and 1024, prior variances
+¼ and 4 times Table 1's, temperatures 0.1 and 3, each of these on one seed (a sweep's trend needs three pairs per
+point in the book's rules: the next campaign's work, best done by vmapping the settings as extra replicas of one
+compiled program). At the assumed device figures nothing fits at Table 1's full budget (one MLP run: about two
+minutes of training alone). "gpu-2" holds MAP weight matching on the same MLP at the same budget and ResNet20 with
+FRN and with LayerNorm on MNIST padded to 32×32 (`--data mnist32`), a stand-in for Fig. 11's CIFAR-10, which cannot
+be had here, at 1/120 of the steps with 4 samples and 13 path positions. Both are sized for an H200; an H100 has
+the same tensor-core throughput and slower memory. MNIST comes from the working tree (`data/mnist`, hashes pinned;
 `wvi.data.image_classification`).
 
 Sizing (`cost`, `predict`): a training step's floating-point operations and its number of kernels are counted
@@ -80,8 +83,8 @@ class Point(NamedTuple):
 
     @property
     def folder(self) -> str:
-        """The run's folder under the campaign's output: the figure run's name, so that the results chapter finds
-        it and reads its budget from its recorded config, with -seed<k> for seeds other than 0."""
+        """Its folder under the campaign's output, named as the figure's run (so that the results chapter finds
+        it and reads its budget from its recorded config), with -seed<k> for seeds other than 0."""
         return self.run.name + (f"-seed{self.seed}" if self.seed else "")
 
     @property
@@ -95,20 +98,19 @@ def _budget(fraction: float, num_samples: int, preset: str = "mlp-mnist", **othe
             *other.items())
 
 
-_EIGHTH = _budget(1 / 8, 32)  # 15,000 steps (125 of Table 1's 1,000 epochs), 32 samples per loss (Table 1: 128)
-_SIXTEENTH = _budget(1 / 16, 16)  # 7,500 steps, 16 samples
+_TENTH = _budget(1 / 10, 32)  # 12,000 steps (100 of Table 1's 1,000 epochs), 32 samples per loss (Table 1: 128)
 _TINY_MLP = (("data", "digits"), ("width", 16), ("steps", 20), ("batch_size", 64), ("num_samples", 4),
              ("num_taus", 5))
 CAMPAIGNS = {
     "gpu": (
-        *(Point(Run("mlp-mnist"), _EIGHTH, s, "Figs. 4, 5, 7, 8: the main point, pair " + str(s + 1))
+        *(Point(Run("mlp-mnist"), _TENTH, s, "Figs. 4, 5, 7, 8: the main point, pair " + str(s + 1))
           for s in (0, 1, 2)),
-        *(Point(Run("mlp-mnist", (("width", w),)), _EIGHTH, 0, "Fig. 5") for w in (128, 1024)),
-        *(Point(Run("mlp-mnist", (("prior_variance", v),)), _SIXTEENTH, 0, "Fig. 7") for v in (0.000625, 0.01)),
-        *(Point(Run("mlp-mnist", (("temperature", t),)), _SIXTEENTH, 0, "Fig. 8") for t in (0.1, 3.0)),
+        *(Point(Run("mlp-mnist", (("width", w),)), _TENTH, 0, "Fig. 5") for w in (128, 1024)),
+        *(Point(Run("mlp-mnist", (("prior_variance", v),)), _TENTH, 0, "Fig. 7") for v in (0.000625, 0.01)),
+        *(Point(Run("mlp-mnist", (("temperature", t),)), _TENTH, 0, "Fig. 8") for t in (0.1, 3.0)),
     ),
     "gpu-2": (
-        Point(Run("mlp-mnist-map"), _EIGHTH, 0, "Fig. 9's comparison on the MLP: MAP weight matching"),
+        Point(Run("mlp-mnist-map"), _TENTH, 0, "Fig. 9's comparison on the MLP: MAP weight matching"),
         *(Point(Run(preset), _budget(1 / 120, 4, preset, num_taus=13), 0,
                 "Fig. 11 stand-in (MNIST 32×32 for CIFAR-10)")
           for preset in ("resnet20-mnist32", "resnet20-layernorm-mnist32")),
