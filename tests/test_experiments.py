@@ -189,6 +189,8 @@ def test_smoke_campaign_runs_point_by_point_and_a_second_call_resumes(tmp_path, 
         permutation.main(["--campaign", "tpu", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
         permutation.main(["--campaign", "smoke"])  # neither --out nor --list
+    with pytest.raises(SystemExit):
+        permutation.main(["--campaign", "smoke", "--out", str(tmp_path), "--steps", "5"])  # no overrides
 
 
 def test_gpu_campaign_is_sized_to_its_budget_before_any_gpu_is_seen():

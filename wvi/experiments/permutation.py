@@ -171,11 +171,9 @@ def load_data(name: str, arch: str):
         split = data.digits(images=arch == "resnet20")
     elif name == "mnist32":
         split = data.image_classification("mnist")
-        pad = lambda x: np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)))
+        shape = (-1, 32 * 32) if arch == "mlp" else (-1, 32, 32, 1)
+        pad = lambda x: np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0))).reshape(shape)
         split = split._replace(x_train=pad(split.x_train), x_test=pad(split.x_test))
-        if arch == "mlp":
-            split = split._replace(x_train=split.x_train.reshape(len(split.x_train), -1),
-                                   x_test=split.x_test.reshape(len(split.x_test), -1))
     else:
         split = data.image_classification(name, flat=arch == "mlp")
     real = jax.dtypes.canonicalize_dtype(jnp.float64)  # float32 unless x64 is enabled: the parameters' dtype
@@ -382,7 +380,7 @@ def main(argv: Optional[list] = None) -> dict | None:
     parser.add_argument("--list", action="store_true", help="print the presets and figures (with --campaign: the "
                         "campaign's plan and predicted times) and exit")
     parser.add_argument("--campaign", help="run (or, with --list, plan) a campaign of wvi.experiments.campaign: "
-                        "'gpu' or 'smoke'")
+                        "'gpu', 'gpu-2' or 'smoke'")
     parser.add_argument("--max-seconds", type=float, help="with --campaign: start no point whose predicted time "
                         "would take the campaign past this many seconds")
     for field in ("data", "width", "prior_variance", "temperature", "method", "norm", "steps", "batch_size",
@@ -398,6 +396,9 @@ def main(argv: Optional[list] = None) -> dict | None:
 
         if args.campaign not in campaign.CAMPAIGNS:
             parser.error(f"unknown campaign {args.campaign!r}; expected one of {', '.join(campaign.CAMPAIGNS)}")
+        given = [f for f in Preset._fields if getattr(args, f, None) is not None]
+        if given:
+            parser.error(f"a campaign sets every point's config itself; --{given[0].replace('_', '-')} cannot be given")
         if args.list:
             campaign.list_plan(args.campaign)
             return None
