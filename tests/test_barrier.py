@@ -121,6 +121,16 @@ def test_verdict_rules_of_part5():
     assert barrier.above_zero([0.5, 0.6, 0.7]) and not barrier.above_zero([0.0, 0.05, 0.0])
     assert not barrier.above_zero([0.0, 0.0, 0.0])
     assert barrier.spread([1.0, 2.0, 3.0], 1) == "2.0 ± 1.0 (1.0–3.0, n = 3)"
+    # paired_comparison: per-pair differences against k standard errors of their mean
+    reference = [0.10, 0.30, 0.20]
+    assert barrier.paired_comparison([0.12, 0.33, 0.21], reference) == "higher"  # d = .02, .03, .01: 0.02 > 3 × 0.0058
+    assert barrier.paired_comparison([0.08, 0.27, 0.19], reference) == "lower"
+    assert barrier.paired_comparison([0.13, 0.29, 0.21], reference) == "indistinguishable"  # d = .03, −.01, .01
+    assert barrier.paired_comparison(reference, reference) == "indistinguishable"
+    # unpaired, the same shift of 0.02 would be lost in the pairs' spread (sd 0.1)
+    assert barrier.trend_verdict(reference, [0.12, 0.33, 0.21]) == "not testable at this scale"
+    with pytest.raises(ValueError, match="one barrier per pair each"):
+        barrier.paired_comparison([0.1, 0.2, 0.3, 0.4], reference)
 
 
 def _hidden_relu(params, x):

@@ -318,11 +318,11 @@ def test_a_shipped_copy_is_read_before_the_cache_or_a_download(tmp_path, monkeyp
         data.image_classification("mnist", cache)
 
 
-def test_the_shipped_mnist_matches_its_pinned_hashes():
+def test_the_shipped_mnist_matches_its_pinned_hashes(monkeypatch):
     """The repository's data/mnist files (if this is a checkout that has them) decompress to the pinned IDX files."""
     from wvi.data import registry
 
-    registry.SHIPPED = REPOSITORY_DATA  # undone by the autouse fixture's monkeypatch
+    monkeypatch.setattr(registry, "SHIPPED", REPOSITORY_DATA)  # the autouse fixture points it elsewhere
     folder = registry.SHIPPED / "mnist"
     if not folder.exists():
         pytest.skip("no data/ folder next to the package (an installed copy)")

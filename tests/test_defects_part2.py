@@ -9,7 +9,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
 
 from wvi import bbvi, divergences
 from wvi import gaussian as G

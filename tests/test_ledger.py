@@ -1,7 +1,6 @@
 """The book's reproduction ledger as a whole: every item of the works (book/inventory.yml) has a verdict,
 each chapter's verdicts are the ones its prose states, and the report page, the intro and the README show the
 ledger's own counts."""
-import json
 import re
 import sys
 from pathlib import Path

@@ -18,8 +18,10 @@ each array reshaped with that axis first and q1's other axes already permuted. C
 with scipy's `linear_sum_assignment`, over the permutations in random order, until a sweep changes none of them
 (`align` says what a sweep costs: assignments whose matrix did not change are skipped, matrices are updated by
 low-rank products).
-Costs: "wasserstein" (above), "mean" (A_l = Σ M0 M1ᵀ: MAP weight matching, Ainsworth et al.) and "kl", the paper's
-KL cost (Eq. 21), a mean distance weighted by q0's precisions, Σ (m0 − P m1)² / s0², that ignores q1's stds.
+Costs: "wasserstein" (above), "mean" (A_l = Σ M0 M1ᵀ: MAP weight matching, Ainsworth et al.), "kl", the paper's
+KL cost (Eq. 21), a mean distance weighted by q0's precisions, Σ (m0 − P m1)² / s0², that ignores q1's stds, and
+"kl-full", KL(P#q1 ‖ q0) itself (Eq. 20) up to terms free of P: Σ [(m0 − P m1)² + (P s1)²] / s0², the paper's
+cost with the trace term Σ (P s1)²/s0² it drops kept (the log-determinants do not depend on P; the trace does).
 Chapters: Part V, "Permutation symmetries of VI solutions" (derivation) and the two "Aligning VI solutions" chapters.
 """
 from __future__ import annotations
@@ -34,7 +36,7 @@ from scipy.optimize import linear_sum_assignment
 from wvi import gaussian as G
 from wvi._checks import check_choice
 
-COSTS = ("wasserstein", "mean", "kl")
+COSTS = ("wasserstein", "mean", "kl", "kl-full")
 
 
 class PermutationSpec(NamedTuple):
@@ -206,17 +208,20 @@ SOLVERS = ("scipy", "lapjv")
 
 
 def _solver(name: str) -> Callable:
-    """The maximising LAP solver `name`: scipy's `linear_sum_assignment` (the default), or LAPJV from the optional
-    `lap` package (`pip install lap`), which measured faster on the near-diagonal matrices of late sweeps and of
-    trained pairs and slower on dense random ones (benchmarks/align.py prints both)."""
+    """The maximising LAP solver `name`: scipy's `linear_sum_assignment` (the default), or the Jonker-Volgenant
+    solver `lap.lapjvh` of the optional package lapx (`pip install lapx`), which measured 1.6-4x faster than scipy's
+    on the assignment matrices of `align`'s sweeps (dense random ones and the near-diagonal ones of late sweeps
+    and trained pairs; benchmarks/align.py prints both). Both return the same assignment on every matrix measured;
+    ties between assignments of equal value may be broken differently."""
     check_choice(name, SOLVERS, "solver")
     if name == "scipy":
         return lambda a: linear_sum_assignment(a, maximize=True)[1]
     try:
-        import lap
+        from lap import lapjvh
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("solver='lapjv' needs the optional package lap (pip install lap)") from err
-    return lambda a: lap.lapjv(-a, extend_cost=False, return_cost=False)[0]
+        raise ImportError("solver='lapjv' needs the optional package lapx >= 0.11 (pip install lapx), whose "
+                          "lap.lapjvh it calls") from err
+    return lambda a: lapjvh(-a, return_cost=False)[1]
 
 
 def _arrays(q, cost: str, name: str, dtype=np.float64) -> tuple[dict, Optional[dict]]:
@@ -236,8 +241,10 @@ def _objective(m0, s0, m1p, s1p, cost) -> float:
     total = 0.0
     f = lambda x: np.asarray(x, np.float64)
     for leaf in m0:
-        if cost == "kl":
+        if cost in ("kl", "kl-full"):
             total -= float(np.sum((f(m0[leaf]) - f(m1p[leaf])) ** 2 / f(s0[leaf]) ** 2))
+            if cost == "kl-full":
+                total -= float(np.sum(f(s1p[leaf]) ** 2 / f(s0[leaf]) ** 2))
         else:
             total += float(np.vdot(f(m0[leaf]), f(m1p[leaf])))
             if cost == "wasserstein":
@@ -273,9 +280,10 @@ class _Term:
             a_t, b_t = [m0[leaf]], [m1[leaf]]
         elif cost == "wasserstein":
             a_t, b_t = [m0[leaf], s0[leaf]], [m1[leaf], s1[leaf]]
-        else:  # kl: maximise −Σ (m0 − m1)²/s0² = Σ [2 m0 m1 − m1²]/s0² + const
+        else:  # kl: maximise −Σ (m0 − m1)²/s0² = Σ [2 m0 m1 − m1²]/s0² + const; kl-full: − s1²/s0² too
             w = 1.0 / s0[leaf] ** 2
-            a_t, b_t = [2.0 * m0[leaf] * w, -w], [m1[leaf], m1[leaf] ** 2]
+            second = m1[leaf] ** 2 + (s1[leaf] ** 2 if cost == "kl-full" else 0.0)
+            a_t, b_t = [2.0 * m0[leaf] * w, -w], [m1[leaf], second]
         self.copies = len(a_t)
         self.xp = xp
         self.a_t, self.b_t = (xp.asarray(_stack(parts, axis, dtype)) for parts in (a_t, b_t))
@@ -340,18 +348,19 @@ def align(q0, q1, spec: PermutationSpec, cost: str = "wasserstein", key=None, ma
     decreases.
 
     Cost of a sweep: a visit solves an assignment only when one of its terms changed since its last solve (else the
-    current permutation is already its solution); a term whose neighbouring permutations moved k units is updated
-    by a rank-k product, not recomputed. The products run in NumPy on the host (`products="numpy"`, the default on
-    CPU; `OPENBLAS_NUM_THREADS` sets the cores) or in JAX on the default device (`products="jax"`, the default when
-    that is an accelerator), in `precision`: "float64" (the default) or "float32", about 1.5× faster on large
-    problems. Measured in benchmarks/align.py and on the book's pairs: on random weights both reach the same
-    permutations; where many units are nearly interchangeable (trained pairs, or the prior-dominated wide net of
-    Part V's symmetry chapter) assignments differ by less than float32 rounding, the float32 descent stops at
-    another fixed point, about 5e-6 relative lower; and the KL cost's entries Σ (2 m0 m1 − m1²)/s0² cancel, so it
-    needs float64. The assignments always run on the host in float64, with
-    `solver` ("scipy" or "lapjv", see `SOLVERS`). `objectives[0]` is computed in float64 from the starting
-    permutations; each later one adds its sweep's assignment gains (an assignment's objective is the total
-    objective up to a constant), so it is exact up to the products' rounding: about 1e-7 relative in float32.
+    current permutation is already its solution); a term whose neighbouring permutations moved k units is updated by
+    a rank-k product, not recomputed. The products run in NumPy on the host (`products="numpy"`, the default on CPU;
+    `OPENBLAS_NUM_THREADS` sets the cores) or in JAX on the default device (`products="jax"`, the default when that
+    is an accelerator), in `precision`: "float64" (the default) or "float32", faster on large problems. The fast
+    configuration is `precision="float32", solver="lapjv"` (benchmarks/align.py times it, the defaults and Git
+    Re-Basin's weight matching in one run). Measured in benchmarks/align.py and on the book's pairs: on random
+    weights both reach the same permutations; where many units are nearly interchangeable (trained pairs, or the
+    prior-dominated wide net of Part V's symmetry chapter) assignments differ by less than float32 rounding, the
+    float32 descent stops at another fixed point, about 5e-6 relative lower; and the KL costs' entries Σ (2 m0 m1 −
+    m1²)/s0² cancel, so they need float64. The assignments always run on the host in float64, with `solver` ("scipy"
+    or "lapjv", see `SOLVERS`). `objectives[0]` is computed in float64 from the starting permutations; each later
+    one adds its sweep's assignment gains (an assignment's objective is the total objective up to a constant), so it
+    is exact up to the products' rounding: about 1e-7 relative in float32.
     """
     start = time.perf_counter()
     check_choice(cost, COSTS, "cost")
@@ -368,8 +377,8 @@ def align(q0, q1, spec: PermutationSpec, cost: str = "wasserstein", key=None, ma
     host = np.float32 if dtype == np.float32 else np.float64
     m0, s0 = _arrays(q0, cost, "q0", host)
     m1, s1 = _arrays(q1, cost, "q1", host)
-    if cost == "kl" and any(np.any(s <= 0) for s in s0.values()):
-        raise ValueError("the KL cost needs positive standard deviations in q0")
+    if cost in ("kl", "kl-full") and any(np.any(s <= 0) for s in s0.values()):
+        raise ValueError(f"the {cost} cost needs positive standard deviations in q0")
     perms = identity_perms(spec, q0) if init_perms is None else {p: np.asarray(v) for p, v in init_perms.items()}
     _check_perms(spec, q0, perms)
     names = sorted(sizes)

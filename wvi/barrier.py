@@ -251,6 +251,21 @@ def above_zero(values, k: float = 3.0, min_pairs: int = 3) -> bool:
     return bool(v.mean() > k * standard_error(v))
 
 
+def paired_comparison(values, reference, k: float = 3.0, min_pairs: int = 3) -> str:
+    """How `values` compare with `reference`, both measured on the same replica pairs (one value per pair, in the
+    same order): the per-pair differences d = values − reference, "lower" when mean(d) < −k·s.e.(d), "higher" when
+    mean(d) > k·s.e.(d), else "indistinguishable" (the pairs cannot tell them apart; also when every d is 0).
+    Pairing removes what the two share on a pair (its seeds, its evaluation draws) from the comparison."""
+    values, reference = _pair_values(values, "values", min_pairs), _pair_values(reference, "reference", min_pairs)
+    if values.shape != reference.shape:
+        raise ValueError(f"values and reference must hold one barrier per pair each; got {values.size} and "
+                         f"{reference.size}")
+    d = values - reference
+    if abs(d.mean()) <= k * standard_error(d):
+        return "indistinguishable"
+    return "lower" if d.mean() < 0 else "higher"
+
+
 def trend_verdict(first, last, falls: bool = True, k: float = 3.0, min_pairs: int = 3) -> str:
     """The verdict on a sweep's trend (Rossi et al., Figs. 5, 7, 8) from the barriers of independent replica pairs
     at the sweep's first and last point (at least `min_pairs` each): the change of the means, mean(last) −

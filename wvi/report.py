@@ -33,7 +33,7 @@ import html
 import json
 import re
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 SEED_WORKS = ("Yi & Liu", "Nguyen et al.", "Wild et al.", "Rossi et al.")
 """The works the book reproduces item by item (every figure, table and proposition), in the book's order."""

@@ -43,10 +43,7 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from wvi import bnn
-from wvi import gaussian as G
 from wvi.experiments import permutation
 from wvi.experiments.permutation import PRESETS, Preset, Run
 
@@ -167,15 +164,8 @@ def _step_cost(data_name: str, arch: str, width: int, norm: str, method: str, ba
     x = jnp.zeros((batch_size,) + shape, jax.dtypes.canonicalize_dtype(jnp.float64))  # the parameters' dtype
     y = jnp.zeros((batch_size,), jnp.int32)
     preset = Preset(data_name, arch, width, 0.01, method=method, norm=norm, batch_size=batch_size)
-    init_fn, apply, _ = permutation.network(preset, x)
-    common = dict(prior_std=0.1, batch_size=batch_size, optimizer=optax.sgd(0.01, momentum=0.9))
+    trainer, start, apply = permutation.trainer_and_start(preset, x, y)
     keys = jax.random.split(jax.random.key(0), 2)
-    if method == "vi":
-        trainer = bnn.meanfield_vi(apply, x, y, **common)
-        start = jax.vmap(lambda k: G.meanfield(init_fn(k), 0.01))(keys)
-    else:
-        trainer = bnn.map_estimation(apply, x, y, **common)
-        start = jax.vmap(init_fn)(keys)
     state = jax.vmap(trainer.init)(start)
     step = jax.jit(jax.vmap(trainer.step))
     compiled = step.lower(keys, state).compile()
@@ -262,11 +252,11 @@ def run_campaign(name: str, out_root: Path, device: Optional[str] = None, max_se
               "versions": permutation.versions(), "points": {}}
     for point, c, predicted in plan(name, device):
         out = out_root / point.folder
-        done = out / "result.json"
         entry = {"figures": point.figures, "predicted_seconds": predicted, "config": point.config._asdict(),
                  "seed": point.seed}
-        if done.exists() and json.loads(done.read_text())["config"] == {**point.config._asdict(), "seed": point.seed}:
-            entry.update(status="already there", seconds=json.loads(done.read_text())["seconds"]["wall"])
+        earlier = permutation.finished(out, point.config, point.seed)
+        if earlier is not None:
+            entry.update(status="already there", seconds=earlier["seconds"]["wall"])
             print(f"{point.folder}: result already there, skipped")
         elif max_seconds is not None and time.perf_counter() - start + predicted > max_seconds:
             entry.update(status="not started: predicted past --max-seconds")

@@ -239,22 +239,40 @@ def _load_checkpoint(path: Path, like, config: dict):
         return jax.tree_util.tree_unflatten(treedef, leaves), int(saved["segment"]), list(saved["losses"])
 
 
-def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: int, seed: int = 0, progress: bool = False,
-               devices=None):
-    """Two replicas trained together (vmap, spread over `devices` when there are several), resumable from
-    `out/checkpoint.npz`; returns (q0, q1, seconds, number of devices holding the replicas)."""
+def trainer_and_start(preset: Preset, x_train, y_train, seed: int = 0):
+    """(trainer, start, apply): the preset's trainer on (x_train, y_train) (`bnn.meanfield_vi` for method "vi",
+    `bnn.map_estimation` for "map"; SGD with momentum 0.9), the two replicas' starting approximations, stacked
+    (from `seed`), and the network's `apply(params, x)`."""
     init_fn, apply, _ = network(preset, x_train)
     prior_std = float(np.sqrt(preset.prior_variance))
     common = dict(prior_std=prior_std, batch_size=min(preset.batch_size, len(y_train)),
                   optimizer=optax.sgd(preset.learning_rate, momentum=0.9))
+    keys = jax.random.split(jax.random.key(seed), 2)
     if preset.method == "vi":
         trainer = bnn.meanfield_vi(apply, x_train, y_train, temperature=preset.temperature, **common)
-        start = jax.vmap(lambda k: G.meanfield(init_fn(k), preset.std_init))(jax.random.split(jax.random.key(seed), 2))
+        start = jax.vmap(lambda k: G.meanfield(init_fn(k), preset.std_init))(keys)
     elif preset.method == "map":
         trainer = bnn.map_estimation(apply, x_train, y_train, **common)
-        start = jax.vmap(init_fn)(jax.random.split(jax.random.key(seed), 2))
+        start = jax.vmap(init_fn)(keys)
     else:
         raise ValueError(f"unknown method {preset.method!r}; expected 'vi' or 'map'")
+    return trainer, start, apply
+
+
+def finished(out: Path, preset: Preset, seed: int) -> Optional[dict]:
+    """The result in out/result.json when it is there and was run with this preset and seed, else None."""
+    done = out / "result.json"
+    if not done.exists():
+        return None
+    result = json.loads(done.read_text())
+    return result if result["config"] == {**preset._asdict(), "seed": seed} else None
+
+
+def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: int, seed: int = 0, progress: bool = False,
+               devices=None):
+    """Two replicas trained together (vmap, spread over `devices` when there are several), resumable from
+    `out/checkpoint.npz`; returns (q0, q1, seconds, number of devices holding the replicas)."""
+    trainer, start, _ = trainer_and_start(preset, x_train, y_train, seed)
     state = jax.vmap(trainer.init)(start)
     config = {**preset._asdict(), "seed": seed, "checkpoint_every": checkpoint_every}
     path = out / "checkpoint.npz"
@@ -348,10 +366,10 @@ def run_figure(number: int, out_root: Path, overrides: Optional[dict] = None, ch
     for r in FIGURES[number].runs:
         preset = r.config._replace(**overrides)
         out = out_root / r.name
-        done = out / "result.json"
-        if done.exists() and json.loads(done.read_text())["config"] == {**preset._asdict(), "seed": seed}:
+        result = finished(out, preset, seed)
+        if result is not None:
             print(f"{r.name}: result already there, skipped")
-            results[r.name] = json.loads(done.read_text())
+            results[r.name] = result
         else:
             todo.append((r, preset, out))
     groups = device_groups(len(todo), devices)
