@@ -127,6 +127,11 @@ def test_verdict_rules_of_part5():
     assert barrier.paired_comparison([0.08, 0.27, 0.19], reference) == "lower"
     assert barrier.paired_comparison([0.13, 0.29, 0.21], reference) == "indistinguishable"  # d = .03, −.01, .01
     assert barrier.paired_comparison(reference, reference) == "indistinguishable"
+    # a consistent difference below `margin` does not count, however small its standard error
+    assert barrier.paired_comparison([0.12, 0.33, 0.21], reference, margin=0.03) == "indistinguishable"
+    assert barrier.paired_comparison([0.12, 0.33, 0.21], reference, margin=0.015) == "higher"
+    with pytest.raises(ValueError, match="margin must be a finite number >= 0"):
+        barrier.paired_comparison(reference, reference, margin=-1.0)
     # unpaired, the same shift of 0.02 would be lost in the pairs' spread (sd 0.1)
     assert barrier.trend_verdict(reference, [0.12, 0.33, 0.21]) == "not testable at this scale"
     with pytest.raises(ValueError, match="one barrier per pair each"):

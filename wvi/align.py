@@ -20,8 +20,9 @@ with scipy's `linear_sum_assignment`, over the permutations in random order, unt
 low-rank products).
 Costs: "wasserstein" (above), "mean" (A_l = Σ M0 M1ᵀ: MAP weight matching, Ainsworth et al.), "kl", the paper's
 KL cost (Eq. 21), a mean distance weighted by q0's precisions, Σ (m0 − P m1)² / s0², that ignores q1's stds, and
-"kl-full", KL(P#q1 ‖ q0) itself (Eq. 20) up to terms free of P: Σ [(m0 − P m1)² + (P s1)²] / s0², the paper's
-cost with the trace term Σ (P s1)²/s0² it drops kept (the log-determinants do not depend on P; the trace does).
+"kl-full", twice KL(P#q1 ‖ q0) (Eq. 20) up to an additive constant free of P: Σ [(m0 − P m1)² + (P s1)²] / s0²,
+the paper's cost with the trace term Σ (P s1)²/s0² it drops kept (the log-determinants do not depend on P; the
+trace does).
 Chapters: Part V, "Permutation symmetries of VI solutions" (derivation) and the two "Aligning VI solutions" chapters.
 """
 from __future__ import annotations

@@ -251,17 +251,21 @@ def above_zero(values, k: float = 3.0, min_pairs: int = 3) -> bool:
     return bool(v.mean() > k * standard_error(v))
 
 
-def paired_comparison(values, reference, k: float = 3.0, min_pairs: int = 3) -> str:
+def paired_comparison(values, reference, k: float = 3.0, margin: float = 0.0, min_pairs: int = 3) -> str:
     """How `values` compare with `reference`, both measured on the same replica pairs (one value per pair, in the
-    same order): the per-pair differences d = values − reference, "lower" when mean(d) < −k·s.e.(d), "higher" when
-    mean(d) > k·s.e.(d), else "indistinguishable" (the pairs cannot tell them apart; also when every d is 0).
-    Pairing removes what the two share on a pair (its seeds, its evaluation draws) from the comparison."""
+    same order): with the per-pair differences d = values − reference, "lower" when mean(d) < −t, "higher" when
+    mean(d) > t, else "indistinguishable", where t = max(k·s.e.(d), margin): the mean difference must exceed k
+    standard errors of itself (the pairs' agreement) and `margin` (a size below which a difference does not count,
+    e.g. the barriers' evaluation noise). Every d = 0 is "indistinguishable". Pairing removes what the two share on
+    a pair (its seeds, its evaluation draws) from the comparison."""
     values, reference = _pair_values(values, "values", min_pairs), _pair_values(reference, "reference", min_pairs)
     if values.shape != reference.shape:
         raise ValueError(f"values and reference must hold one barrier per pair each; got {values.size} and "
                          f"{reference.size}")
+    if not (np.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin must be a finite number >= 0; got {margin!r}")
     d = values - reference
-    if abs(d.mean()) <= k * standard_error(d):
+    if abs(d.mean()) <= max(k * standard_error(d), margin):
         return "indistinguishable"
     return "lower" if d.mean() < 0 else "higher"
 
