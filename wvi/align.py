@@ -210,9 +210,10 @@ SOLVERS = ("scipy", "lapjv")
 
 def _solver(name: str) -> Callable:
     """The maximising LAP solver `name`: scipy's `linear_sum_assignment` (the default), or the Jonker-Volgenant
-    solver `lap.lapjvh` of the optional package lapx (`pip install lapx`), which measured 1.6-4x faster than scipy's
-    on the assignment matrices of `align`'s sweeps (dense random ones and the near-diagonal ones of late sweeps
-    and trained pairs; benchmarks/align.py prints both). Both return the same assignment on every matrix measured;
+    solver `lap.lapjvh` of the optional package lapx (`pip install lapx`), which measured 3-4x faster than scipy's
+    (and about 2x faster than the older `lap.lapjv`) on the assignment matrices that `align` solves on random
+    3x512 and 3x2048 MLPs, dense ones in early sweeps and near-diagonal ones late (benchmarks/align.py times the
+    whole alignment with each). Both return the same assignment on every matrix measured;
     ties between assignments of equal value may be broken differently."""
     check_choice(name, SOLVERS, "solver")
     if name == "scipy":
