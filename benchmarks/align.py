@@ -25,16 +25,10 @@ difference (wvi − baseline) / |baseline| is printed beside each time (≥ 0: w
 Cores: `--cores 1` (default) pins the process, BLAS and XLA to one core; `--cores 2` lets both use two.
 Usage: python benchmarks/align.py [--cores 1] [--trained] [--quick]
 """
-import os
-import sys
 
-CORES = int(sys.argv[sys.argv.index("--cores") + 1]) if "--cores" in sys.argv else 1
-for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(CORES)
-if CORES == 1:
-    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-if hasattr(os, "sched_setaffinity"):
-    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:CORES]))
+from timing import pin_cores
+
+CORES = pin_cores()
 
 import argparse  # noqa: E402
 import pickle  # noqa: E402

@@ -1,5 +1,22 @@
 """Timing shared by the benchmark scripts (run them as `python benchmarks/<name>.py`, which puts this folder on the path)."""
+import os
+import sys
 import time
+
+
+def pin_cores(argv=None) -> int:
+    """Pin this process, BLAS and XLA to the number of cores `--cores N` asks for (default 1); call it before jax
+    is imported. Returns N."""
+    argv = sys.argv if argv is None else argv
+    cores = int(argv[argv.index("--cores") + 1]) if "--cores" in argv else 1
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(cores)
+    if cores == 1:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                   + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))
+    return cores
 
 
 def best_rate(fn, steps, repeats=3):

@@ -345,3 +345,14 @@ def test_precision_products_solver_and_order_options():
     else:
         with pytest.raises(ValueError, match="needs jax_enable_x64"):
             align.align(q0, q1, spec, products="jax", precision="float64")
+
+
+def test_agreement_is_the_mean_share_of_units_with_the_same_partner():
+    a = {"P_0": np.array([0, 1, 2, 3]), "P_1": np.array([1, 0])}
+    assert align.agreement(a, a) == 1.0
+    b = {"P_0": np.array([0, 1, 3, 2]), "P_1": np.array([0, 1])}  # half of P_0 and none of P_1 the same
+    assert align.agreement(a, b) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="must name the same permutations"):
+        align.agreement(a, {"P_0": a["P_0"]})
+    with pytest.raises(ValueError, match="permutation 'P_1' has 2 units in perms_a and 3 in perms_b"):
+        align.agreement(a, {"P_0": a["P_0"], "P_1": np.arange(3)})

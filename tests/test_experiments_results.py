@@ -7,15 +7,16 @@ from wvi.experiments import permutation, results
 from wvi.experiments.permutation import FIGURES
 
 
-def write(root, run, naive, aligned, **changed):
-    """A result file of `run` with the given test (and train) barriers and config fields changed."""
+def write(root, run, naive, aligned, folder=None, **changed):
+    """A result file of `run` (in `folder`, default the run's name) with the given test (and train) barriers and
+    config fields changed."""
     config = {**run.config._asdict(), "seed": 0, **changed}
     record = dict.fromkeys(permutation.RESULT_KEYS)
     record.update(schema=permutation.SCHEMA, preset=run.preset, config=config, device="cpu", replica_devices=1,
                   seconds={"wall": 90.0}, barriers={"naive": {"train": naive, "test": naive},
                                                     "aligned": {"train": aligned, "test": aligned}})
-    (root / run.name).mkdir(parents=True)
-    (root / run.name / "result.json").write_text(json.dumps(record))
+    (root / (folder or run.name)).mkdir(parents=True)
+    (root / (folder or run.name) / "result.json").write_text(json.dumps(record))
 
 
 def test_status_full_reduced_missing(tmp_path):
@@ -84,6 +85,22 @@ def test_default_root_and_curves(tmp_path):
     record_path.write_text(json.dumps(record))
     c = results.curve(results.run_status(tmp_path, run), "naive")
     assert c.barrier == pytest.approx(0.6) and c.tau_max == 0.5
+
+
+def test_seed_statuses_read_every_committed_seed(tmp_path):
+    run = FIGURES[4].runs[0]
+    write(tmp_path, run, 1.0, 0.01)
+    for k in (2, 10):
+        write(tmp_path, run, 1.0 + k, 0.02, folder=f"{run.name}-seed{k}", seed=k, steps=1000)
+    write(tmp_path, run, 1.0, 0.02, folder=f"{run.name}-seedling", seed=3)  # not a seed folder: ignored
+    statuses = results.seed_statuses(tmp_path, run)
+    assert [s.record["config"]["seed"] for s in statuses] == [0, 2, 10]
+    assert [s.scale for s in statuses] == ["full", "reduced", "reduced"] and statuses[1].differences == {
+        "steps": (1000, run.config.steps)}
+    assert results.seed_statuses(tmp_path / "empty", run)[0].scale == "missing"
+    write(tmp_path, run, 1.0, 0.02, folder=f"{run.name}-seed4", seed=5)  # a file in another seed's folder
+    with pytest.raises(ValueError, match="config differs from run mlp-mnist in seed"):
+        results.seed_statuses(tmp_path, run)
 
 
 def test_plot_figure_draws_what_is_there(tmp_path):
@@ -166,3 +183,44 @@ def test_committed_result_files_are_well_formed():
         assert all(math.isfinite(b) for by_split in record["barriers"].values() for b in by_split.values()), path
         objectives = np.asarray(record["alignment"]["objectives"])
         assert np.all(np.diff(objectives) >= -1e-9 * abs(objectives[-1])), path
+
+
+def timing_file(path, vi=(0.5, 0.6), wm=(0.1, 0.12), widths=(64, 256), pairs=3, slow=()):
+    """A Fig. A14 timing file: every pair's VI and MAP repeat times `vi` and `wm` (seconds), the VI times of the
+    pairs listed in `slow` at the widest width replaced by `wm` (as fast as weight matching)."""
+    points = {}
+    for arch in ("mlp", "resnet"):
+        for w in widths:
+            rows = [{"vi": {"seconds": list(wm if (w == widths[-1] and k in slow) else vi), "sweeps": 5},
+                     "map": {"seconds": list(wm), "sweeps": 4}, "map_git_rebasin": {"seconds": [1.0], "sweeps": 4}}
+                    for k in range(pairs)]
+            points[f"{arch}-{w}"] = {"arch": arch, "width": w, "parameters": 10 * w, "pairs": rows}
+    path.write_text(json.dumps({"figure": "A14", "points": points}))
+    return results.load_alignment_times(path)
+
+
+def test_alignment_time_check_meets_both_criteria_on_slower_vi(tmp_path):
+    met, measured = results.alignment_time_check(timing_file(tmp_path / "a.json"))
+    assert met == [True, True]
+    assert measured.startswith("100% of 24 VI alignments under 60 s (longest 0.60 s); mlp x256: VI / MAP time 5.0")
+    widths, times = results.alignment_times(timing_file(tmp_path / "a.json"))["resnet"]
+    assert widths == [64, 256] and times["vi"].shape == (2, 3) and times["map"][0, 0] == 0.1
+
+
+def test_alignment_time_check_fails_where_the_paper_would(tmp_path):
+    # planted: one pair's VI alignment at the widest width as fast as weight matching -> criterion (2) fails
+    assert results.alignment_time_check(timing_file(tmp_path / "a.json", slow=(1,)))[0] == [True, False]
+    # planted: timings overlap within the repeats' spread -> not "slower"
+    assert results.alignment_time_check(timing_file(tmp_path / "b.json", vi=(0.11, 0.5)))[0] == [True, False]
+    # planted: every VI alignment over a minute -> criterion (1) fails
+    assert results.alignment_time_check(timing_file(tmp_path / "c.json", vi=(61.0, 70.0)))[0] == [False, True]
+
+
+def test_alignment_times_need_three_pairs_and_every_method(tmp_path):
+    with pytest.raises(ValueError, match="at least 3 pairs at mlp x256; got 2"):
+        results.alignment_time_check(timing_file(tmp_path / "a.json", pairs=2))
+    doc = json.loads((tmp_path / "a.json").read_text())
+    del doc["points"]["mlp-64"]["pairs"][0]["map"]
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="point 'mlp-64' has no 'map' times"):
+        results.load_alignment_times(tmp_path / "a.json")

@@ -205,3 +205,14 @@ def test_variance_ratios_draw_each_pair_and_their_mean_per_layer():
     np.testing.assert_allclose(axes[1].lines[2].get_ydata(), [1.0, 0.25, 1.0])
     assert axes[0].get_legend().get_texts()[0].get_text() == "naive (mean of 2)"
     plt.close(fig)
+
+
+def test_alignment_times_draw_the_median_and_the_range_over_pairs():
+    fig, ax = plt.subplots()
+    plot.alignment_times(ax, [64, 128], {"VI, Wasserstein cost": [[0.1, 0.2, 0.4], [1.0, 2.0, 3.0]],
+                                         "MAP, weight matching": [[0.01, 0.01, 0.02], [0.1, 0.2, 0.1]]}, "MLP")
+    assert ax.get_xscale() == ax.get_yscale() == "log" and ax.get_ylabel() == "alignment time (s)"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["VI, Wasserstein cost", "MAP, weight matching"]
+    np.testing.assert_allclose(ax.containers[0].lines[0].get_ydata(), [0.2, 2.0])
+    np.testing.assert_allclose(ax.containers[0].lines[2][0].get_segments()[1][:, 1], [1.0, 3.0])  # the range
+    plt.close(fig)

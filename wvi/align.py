@@ -178,6 +178,26 @@ def _permute_leaves(leaves: dict, spec, perms, skip: Optional[tuple] = None) -> 
     return out
 
 
+def agreement(perms_a: dict, perms_b: dict) -> float:
+    """Share of units two alignments give the same partner: (1/K) Σ_p (1/n_p) Σ_i [perms_a[p][i] = perms_b[p][i]]
+    over the K permutations p of n_p units each, the mean of the shares of equal entries (1: the same alignment;
+    about 1/n for unrelated ones). Part V compares the costs by it (book/part5/mlp_digits, sections 6 and 9).
+
+    Raises:
+      ValueError: when the two do not hold the same permutation names with the same sizes.
+    """
+    if set(perms_a) != set(perms_b) or not perms_a:
+        raise ValueError(f"perms_a and perms_b must name the same permutations; got {sorted(perms_a)} and "
+                         f"{sorted(perms_b)}")
+    shares = []
+    for p in perms_a:
+        a, b = np.asarray(perms_a[p]), np.asarray(perms_b[p])
+        if a.shape != b.shape:
+            raise ValueError(f"permutation {p!r} has {a.size} units in perms_a and {b.size} in perms_b")
+        shares.append(np.mean(a == b))
+    return float(np.mean(shares))
+
+
 def permute(params, spec: PermutationSpec, perms: dict):
     """P#params: every axis that `spec` assigns to permutation p is reindexed by `perms[p]` (new unit i = old unit
     perms[p][i]). For a `wvi.gaussian.MeanField` the means and the standard deviations are permuted alike."""

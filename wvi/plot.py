@@ -37,6 +37,9 @@ METHOD_COLORS = {  # a method's index in seaborn's colour-blind palette, or a ma
     "naive": 3,
     "aligned": 0,
     "MAP": 2,
+    "VI, Wasserstein cost": 0,
+    "MAP, weight matching": 2,
+    "MAP, Git Re-Basin's code": 7,
     "mixture path": 4,
     "NUTS": 7,
     "rep-RKL": "black",  # beside path-RKL's blue and path-FKL's orange in Part III: not another blue or orange
@@ -457,3 +460,25 @@ def barrier_sweep(ax, xs: Sequence[float], naive, aligned, xlabel: str, title: s
     ax.set_ylabel("test barrier (nats / point)")
     ax.set_title(title)
     ax.legend()
+
+
+def alignment_times(ax, widths: Sequence[float], times: dict, title: str = "", xlabel: str = "width",
+                    legend: bool = True):
+    """Rossi et al.'s Fig. A14: alignment time against width, one line per method in `times` ({label: array
+    (widths, pairs) of seconds}), the median over pairs with a bar from the fastest to the slowest pair; log-log.
+    With `legend=False` the caller draws one legend for several panels (`ax.get_legend_handles_labels()`)."""
+    for label, values in times.items():
+        values = np.asarray(values, float)
+        median = np.median(values, axis=1)
+        ax.errorbar(widths, median, yerr=[median - values.min(axis=1), values.max(axis=1) - median], marker="o",
+                    capsize=3, color=color(label), label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(list(widths), [f"{w:g}" for w in widths])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("alignment time (s)")
+    ax.set_title(title)
+    if legend:
+        ax.legend(fontsize="x-small")

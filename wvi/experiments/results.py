@@ -10,6 +10,7 @@ otherwise.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import NamedTuple, Optional
 
@@ -40,9 +41,10 @@ def load_result(path: Path) -> dict:
 
 
 def run_status(root, run: Run, seed: int = 0) -> RunStatus:
-    """Whether `run`'s result is under `root`, at full scale or at a reduced budget (`BUDGET_FIELDS` differ); a
+    """Whether `run`'s result for `seed` is under `root` (in `<run name>`, or `<run name>-seed<k>` for a seed k > 0,
+    the folders `--seed k` and the campaign write), at full scale or at a reduced budget (`BUDGET_FIELDS` differ); a
     file whose config differs in any other field (another seed, data set, width...) raises `ValueError`."""
-    path = Path(root) / run.name / "result.json"
+    path = Path(root) / (run.name + (f"-seed{seed}" if seed else "")) / "result.json"
     if not path.exists():
         return RunStatus(run, "missing", None, {})
     record = load_result(path)
@@ -53,6 +55,14 @@ def run_status(root, run: Run, seed: int = 0) -> RunStatus:
         raise ValueError(f"{path}: config differs from run {run.name} in {', '.join(foreign)}, not only in its budget "
                          f"({', '.join(BUDGET_FIELDS)}); it belongs to another experiment")
     return RunStatus(run, "reduced" if differences else "full", record, differences)
+
+
+def seed_statuses(root, run: Run) -> list:
+    """`run_status` of `run` for seed 0 and for every seed k whose folder `<run name>-seed<k>` is under `root`, in
+    seed order: the independent replica pairs committed for one run."""
+    pattern = re.compile(re.escape(run.name) + r"-seed([1-9][0-9]*)")
+    seeds = sorted(int(m.group(1)) for d in Path(root).glob(f"{run.name}-seed*") if (m := pattern.fullmatch(d.name)))
+    return [run_status(root, run, seed) for seed in [0] + seeds]
 
 
 def figure_status(root, number: int) -> list:
@@ -255,3 +265,63 @@ def plot_figure(number: int, statuses: list, split: str = "test"):
     fig.suptitle(f"Fig. {number}: {figure.title}")
     fig.tight_layout()
     return fig
+
+
+TIMING_METHODS = {"vi": "VI, Wasserstein cost", "map": "MAP, weight matching",
+                  "map_git_rebasin": "MAP, Git Re-Basin's code"}
+"""The alignments `benchmarks/align_widths.py` times on each pair (Fig. A14), and their labels in the book."""
+
+
+def load_alignment_times(path: Path) -> dict:
+    """Fig. A14's timing file (written by `benchmarks/align_widths.py`), checked: each point has `arch`, `width` and
+    `pairs`, each pair the `seconds` (one per repeat) and `sweeps` of every method in `TIMING_METHODS`."""
+    doc = json.loads(Path(path).read_text())
+    for name, point in doc.get("points", {}).items():
+        missing = {"arch", "width", "pairs"} - set(point)
+        if missing or not point["pairs"]:
+            raise ValueError(f"{path}: point {name!r} lacks {sorted(missing) or 'pairs'}")
+        for pair in point["pairs"]:
+            for method in TIMING_METHODS:
+                if not pair.get(method, {}).get("seconds"):
+                    raise ValueError(f"{path}: point {name!r} has no {method!r} times")
+    return doc
+
+
+def alignment_times(doc: dict) -> dict:
+    """{arch: (widths, {method: array (widths, pairs) of each pair's fastest time in seconds})} of a Fig. A14
+    timing file, widths sorted."""
+    out = {}
+    for arch in sorted({p["arch"] for p in doc["points"].values()}):
+        points = sorted((p for p in doc["points"].values() if p["arch"] == arch), key=lambda p: p["width"])
+        out[arch] = ([p["width"] for p in points],
+                     {m: np.array([[min(pair[m]["seconds"]) for pair in p["pairs"]] for p in points])
+                      for m in TIMING_METHODS})
+    return out
+
+
+def alignment_time_check(doc: dict, within: float = 60.0) -> tuple[list[bool], str]:
+    """Fig. A14's two criteria on a timing file, and what was measured.
+
+    1. "In the majority of cases the algorithm completes within a minute": more than half of all the VI alignments
+       timed (every pair, every repeat, every width) take under `within` seconds.
+    2. "For wide networks aligning VI solutions is more demanding than matching SGD weights": at the widest width
+       of each architecture, for every pair, the fastest of its VI alignments is slower than the slowest of its MAP
+       weight matchings (the repeats' spread is the timing noise; fewer than 3 pairs raise).
+
+    Returns ([criterion 1 met, criterion 2 met], measured)."""
+    vi_all = np.concatenate([pair["vi"]["seconds"] for p in doc["points"].values() for pair in p["pairs"]])
+    fast = float(np.mean(vi_all < within))
+    widest, ratios = [], []
+    for arch, (widths, _) in alignment_times(doc).items():
+        point = next(p for p in doc["points"].values() if p["arch"] == arch and p["width"] == widths[-1])
+        if len(point["pairs"]) < 3:
+            raise ValueError(f"Fig. A14's criterion (2) needs at least 3 pairs at {arch} x{widths[-1]}; "
+                             f"got {len(point['pairs'])}")
+        slower = [min(pair["vi"]["seconds"]) > max(pair["map"]["seconds"]) for pair in point["pairs"]]
+        widest.append(all(slower))
+        r = [min(pair["vi"]["seconds"]) / min(pair["map"]["seconds"]) for pair in point["pairs"]]
+        ratios.append(f"{arch} x{widths[-1]}: VI / MAP time {min(r):.1f}–{max(r):.1f} "
+                      f"({sum(slower)} of {len(slower)} pairs slower beyond the repeats' spread)")
+    measured = (f"{fast:.0%} of {vi_all.size} VI alignments under {within:g} s (longest {vi_all.max():.2f} s); "
+                + "; ".join(ratios))
+    return [fast > 0.5, bool(widest) and all(widest)], measured
