@@ -24,7 +24,7 @@ Timed (one core by default, `--cores 2` for two), each `--repeats` times (defaul
 
 Output: `results/align-timing/fig-a14.json` (or `--out`), written after each point, so that a rerun skips the
 points already there; the Part V results chapter (`book/part5/full_scale.ipynb`, section 10) plots it and decides
-the ledger row with `wvi.experiments.results.alignment_time_verdict`.
+the ledger row with `wvi.experiments.results.alignment_time_check`.
 Training is not timed and runs faster on two cores: `--cores 2 --train-only` first fills the cache, then the
 timing run (one core) reads it.
 Usage: python benchmarks/align_widths.py [--cores 2 --train-only]; python benchmarks/align_widths.py [--cores 1]
@@ -154,7 +154,8 @@ def main(argv=None):
             trained(arch, width, "vi", args.pairs), trained(arch, width, "map", args.pairs)
         return None
     doc = json.loads(args.out.read_text()) if args.out.exists() else {"points": {}}
-    doc.update(figure="A14", machine=machine(), repeats=args.repeats, settings=SETTINGS,
+    doc.setdefault("machine", machine())  # the first run's; each point also records its own
+    doc.update(figure="A14", repeats=args.repeats, settings=SETTINGS,
                timed={"vi": "wvi.align.align(cost='wasserstein'), defaults", "map": "wvi.align.align(cost='mean'), "
                       "defaults", "map_git_rebasin": "Git Re-Basin weight_matching (benchmarks/align.py)"})
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +165,7 @@ def main(argv=None):
             print(f"{name}: already measured", flush=True)
             continue
         print(f"{name}:", flush=True)
-        doc["points"][name] = point(arch, width, args.pairs, args.repeats)
+        doc["points"][name] = {**point(arch, width, args.pairs, args.repeats), "machine": machine()}
         args.out.write_text(json.dumps(doc, indent=1) + "\n")
     return doc
 

@@ -65,6 +65,19 @@ def seed_statuses(root, run: Run) -> list:
     return [run_status(root, run, seed) for seed in [0] + seeds]
 
 
+def committed_runs(root) -> dict:
+    """{folder name: RunStatus} of every run of every figure committed under `root`, each seed of a run under its
+    own folder name (`<run name>`, `<run name>-seed<k>`), sorted by name."""
+    runs = {r.name: r for figure in FIGURES.values() for r in figure.runs}
+    found = {}
+    for run in runs.values():
+        for status in seed_statuses(root, run):
+            if status.record is not None:
+                seed = status.record["config"]["seed"]
+                found[run.name + (f"-seed{seed}" if seed else "")] = status
+    return dict(sorted(found.items()))
+
+
 def figure_status(root, number: int) -> list:
     """`run_status` of every run of Fig. `number`, in the figure's order."""
     return [run_status(root, r) for r in FIGURES[number].runs]
@@ -299,29 +312,45 @@ def alignment_times(doc: dict) -> dict:
     return out
 
 
-def alignment_time_check(doc: dict, within: float = 60.0) -> tuple[list[bool], str]:
-    """Fig. A14's two criteria on a timing file, and what was measured.
+def alignment_table(doc: dict) -> list:
+    """Rows of the Fig. A14 table, one per point of a timing file (by architecture, then width): the number of
+    weights (means only), the pairs, the median over pairs of each method's time (a pair's time: the fastest of its
+    runs), the median over pairs of each pair's VI / MAP time ratio, of its ratio of times per sweep, and the
+    median sweeps."""
+    rows = []
+    for arch, (widths, _) in alignment_times(doc).items():
+        for width in widths:
+            pairs = doc["points"][f"{arch}-{width}"]["pairs"]
+            t = {m: np.array([min(p[m]["seconds"]) for p in pairs]) for m in TIMING_METHODS}
+            sweeps = {m: np.array([p[m]["sweeps"] for p in pairs]) for m in ("vi", "map")}
+            rows.append({"network": {"mlp": "MLP 3×{}", "resnet": "ResNet20 ×{}"}[arch].format(width),
+                         "weights": doc["points"][f"{arch}-{width}"].get("parameters"), "pairs": len(pairs),
+                         "VI (s)": np.median(t["vi"]), "MAP (s)": np.median(t["map"]),
+                         "VI / MAP": np.median(t["vi"] / t["map"]),
+                         "VI / MAP per sweep": np.median(t["vi"] / sweeps["vi"] / (t["map"] / sweeps["map"])),
+                         "sweeps VI": np.median(sweeps["vi"]), "sweeps MAP": np.median(sweeps["map"]),
+                         "Git Re-Basin on MAP (s)": np.median(t["map_git_rebasin"])})
+    return rows
 
-    1. "In the majority of cases the algorithm completes within a minute": more than half of all the VI alignments
-       timed (every pair, every repeat, every width) take under `within` seconds.
-    2. "For wide networks aligning VI solutions is more demanding than matching SGD weights": at the widest width
-       of each architecture, for every pair, the fastest of its VI alignments is slower than the slowest of its MAP
-       weight matchings (the repeats' spread is the timing noise; fewer than 3 pairs raise).
 
-    Returns ([criterion 1 met, criterion 2 met], measured)."""
+def alignment_time_check(doc: dict) -> tuple[bool, str]:
+    """Fig. A14's criterion on a timing file, and what was measured: "for wide networks aligning VI solutions is
+    more demanding than matching SGD weights" holds when, at the widest width of each architecture, for every pair,
+    the fastest of its VI alignments (Wasserstein cost) is slower than the slowest of its MAP weight matchings by
+    the same code (the repeats' spread is the timing noise; fewer than 3 pairs raise). `measured` also gives the
+    longest VI alignment, for the paper's "within a minute".
+
+    Returns (the criterion met, measured)."""
     vi_all = np.concatenate([pair["vi"]["seconds"] for p in doc["points"].values() for pair in p["pairs"]])
-    fast = float(np.mean(vi_all < within))
     widest, ratios = [], []
     for arch, (widths, _) in alignment_times(doc).items():
-        point = next(p for p in doc["points"].values() if p["arch"] == arch and p["width"] == widths[-1])
-        if len(point["pairs"]) < 3:
-            raise ValueError(f"Fig. A14's criterion (2) needs at least 3 pairs at {arch} x{widths[-1]}; "
-                             f"got {len(point['pairs'])}")
-        slower = [min(pair["vi"]["seconds"]) > max(pair["map"]["seconds"]) for pair in point["pairs"]]
+        pairs = doc["points"][f"{arch}-{widths[-1]}"]["pairs"]
+        if len(pairs) < 3:
+            raise ValueError(f"Fig. A14's criterion needs at least 3 pairs at {arch} x{widths[-1]}; got {len(pairs)}")
+        slower = [min(pair["vi"]["seconds"]) > max(pair["map"]["seconds"]) for pair in pairs]
         widest.append(all(slower))
-        r = [min(pair["vi"]["seconds"]) / min(pair["map"]["seconds"]) for pair in point["pairs"]]
+        r = [min(pair["vi"]["seconds"]) / min(pair["map"]["seconds"]) for pair in pairs]
         ratios.append(f"{arch} x{widths[-1]}: VI / MAP time {min(r):.1f}–{max(r):.1f} "
                       f"({sum(slower)} of {len(slower)} pairs slower beyond the repeats' spread)")
-    measured = (f"{fast:.0%} of {vi_all.size} VI alignments under {within:g} s (longest {vi_all.max():.2f} s); "
-                + "; ".join(ratios))
-    return [fast > 0.5, bool(widest) and all(widest)], measured
+    measured = "; ".join(ratios) + f"; longest of {vi_all.size} VI alignments {vi_all.max():.2f} s"
+    return bool(widest) and all(widest), measured
