@@ -19,8 +19,8 @@ Timed (one core by default, `--cores 2` for two), each `--repeats` times (defaul
 - VI: `wvi.align.align(q0, q1, spec, cost="wasserstein")` with its defaults (the paper's SOLAP);
 - MAP: `wvi.align.align(m0, m1, spec, cost="mean")` with its defaults: weight matching (the Wasserstein cost of
   point masses), by the same code, so that the two differ only in the problem they solve;
-- MAP, Git Re-Basin: its `weight_matching` as ported in `benchmarks/align.py` (the named baseline of issue 22), for
-  reference.
+- MAP, Git Re-Basin: its `weight_matching` as ported in `benchmarks/align.py` (the baseline `benchmarks/align.py` names),
+  for reference.
 
 Output: `results/align-timing/fig-a14.json` (or `--out`), written after each point, so that a rerun skips the
 points already there; the Part V results chapter (`book/part5/full_scale.ipynb`, section 10) plots it and decides
@@ -93,15 +93,15 @@ def trained(arch: str, width: int, method: str, num_pairs: int):
 
 
 def times(fn, repeats: int):
-    """(result of the first timed call, wall times of `repeats` calls after one untimed warm-up call)."""
+    """(result of the last call, wall times of `repeats` calls after one untimed warm-up call); `fn` is
+    deterministic, so every call returns the same result."""
     fn()
-    out, spent = None, []
+    spent = []
     for _ in range(repeats):
         start = time.perf_counter()
         result = fn()
         spent.append(time.perf_counter() - start)
-        out = result if out is None else out
-    return out, spent
+    return result, spent
 
 
 def point(arch: str, width: int, num_pairs: int, repeats: int) -> dict:

@@ -82,7 +82,7 @@ class Point(NamedTuple):
     def folder(self) -> str:
         """Its folder under the campaign's output, named as the figure's run (so that the results chapter finds
         it and reads its budget from its recorded config), with -seed<k> for seeds other than 0."""
-        return self.run.name + (f"-seed{self.seed}" if self.seed else "")
+        return self.run.folder(self.seed)
 
     @property
     def config(self) -> Preset:

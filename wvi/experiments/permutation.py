@@ -108,6 +108,11 @@ class Run(NamedTuple):
     def config(self) -> Preset:
         return PRESETS[self.preset]._replace(**dict(self.overrides))
 
+    def folder(self, seed: int = 0) -> str:
+        """The folder of its result for `seed`: its name, with -seed<k> for a seed k other than 0 (where the
+        campaign writes and the results chapter reads)."""
+        return self.name + (f"-seed{seed}" if seed else "")
+
 
 class Figure(NamedTuple):
     number: int

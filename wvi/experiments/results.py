@@ -44,7 +44,7 @@ def run_status(root, run: Run, seed: int = 0) -> RunStatus:
     """Whether `run`'s result for `seed` is under `root` (in `<run name>`, or `<run name>-seed<k>` for a seed k > 0,
     the folders `--seed k` and the campaign write), at full scale or at a reduced budget (`BUDGET_FIELDS` differ); a
     file whose config differs in any other field (another seed, data set, width...) raises `ValueError`."""
-    path = Path(root) / (run.name + (f"-seed{seed}" if seed else "")) / "result.json"
+    path = Path(root) / run.folder(seed) / "result.json"
     if not path.exists():
         return RunStatus(run, "missing", None, {})
     record = load_result(path)
@@ -73,8 +73,7 @@ def committed_runs(root) -> dict:
     for run in runs.values():
         for status in seed_statuses(root, run):
             if status.record is not None:
-                seed = status.record["config"]["seed"]
-                found[run.name + (f"-seed{seed}" if seed else "")] = status
+                found[run.folder(status.record["config"]["seed"])] = status
     return dict(sorted(found.items()))
 
 
