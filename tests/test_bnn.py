@@ -88,6 +88,8 @@ def test_vi_training_errors():
         bnn.meanfield_vi(apply, x, y, prior_std=-1.0, optimizer=optax.sgd(0.1, momentum=0.9), batch_size=5)
     with pytest.raises(ValueError, match="unknown likelihood 'poisson'"):
         bnn.meanfield_vi(apply, x, y, prior_std=1.0, optimizer=optax.sgd(0.1, momentum=0.9), batch_size=5, likelihood="poisson")
+    with pytest.raises(ValueError, match=r"temperature must be a scalar; got an array of shape \(2,\)"):
+        bnn.meanfield_vi(apply, x, y, prior_std=1.0, optimizer=optax.sgd(0.1), batch_size=5, temperature=jnp.ones(2))
     # a step size far too large: the error names the step and the quantity
     xs = jax.random.normal(jax.random.key(0), (30, 1))
     trainer = bnn.meanfield_vi(apply, xs, 100 * xs[:, 0], prior_std=1.0, optimizer=optax.sgd(10.0, momentum=0.9), batch_size=30,
@@ -96,6 +98,51 @@ def test_vi_training_errors():
     with pytest.raises(DivergenceError, match=r"VI training diverged at step \d+ of 500: state\.(mean|log_std)"):
         algorithm.run(jax.random.key(2), trainer, trainer.init(q), 500, algorithm.trace_loss, chunk=100,
                       name="VI training")
+
+
+def test_settings_vmapped_as_replicas_match_separate_runs():
+    """Temperatures and prior scales may be traced: building the trainer inside `jax.vmap` over them trains one
+    replica per setting in one compiled program, step for step the same as a separate trainer per setting (VI and
+    MAP); `jax.grad` differentiates the loss with respect to them."""
+    x = jax.random.normal(jax.random.key(0), (64, 2))
+    y = (x[:, 0] > 0).astype(jnp.int32)
+    apply = partial(networks.mlp_apply, activation="relu")
+    q0 = G.meanfield(networks.mlp_he_init(jax.random.key(1), [2, 8, 2]), 0.05)
+    optimizer = optax.sgd(0.05, momentum=0.9)
+    settings = (jnp.array([0.5, 1.0, 2.0]), jnp.array([0.1, 1.0, 3.0]))  # prior_std, temperature
+    keys = jax.random.split(jax.random.key(2), 3)
+
+    def trained(prior_std, temperature):
+        trainer = bnn.meanfield_vi(apply, x, y, prior_std=prior_std, temperature=temperature, batch_size=16,
+                                   optimizer=optimizer, num_samples=2)
+        state = trainer.init(q0)
+        for i in range(len(keys)):
+            state, info = trainer.step(keys[i], state)
+        return state.mean, info.loss
+
+    means, losses = jax.jit(jax.vmap(trained))(*settings)
+    separate = jax.jit(trained, static_argnums=(0, 1))  # the settings as constants, one program each
+    for r in (0, 2):
+        mean, loss = separate(float(settings[0][r]), float(settings[1][r]))
+        np.testing.assert_allclose(losses[r], loss, rtol=1e-10)
+        np.testing.assert_allclose(means[1]["w"][r], mean[1]["w"], rtol=1e-10)
+    assert len({float(v) for v in losses}) == 3  # the settings do act
+
+    def map_trained(prior_std):
+        trainer = bnn.map_estimation(apply, x, y, prior_std=prior_std, batch_size=16, optimizer=optimizer)
+        return trainer.step(keys[0], trainer.init(q0.mean))[0].params
+
+    params = jax.jit(jax.vmap(map_trained))(settings[0])
+    np.testing.assert_allclose(params[0]["w"][0], jax.jit(map_trained, static_argnums=0)(0.5)[0]["w"], rtol=1e-10)
+
+    # d loss / d temperature at fixed q is −H[q] / N (the loss is −[... + T·H[q]] / N)
+    def vi(temperature):
+        return bnn.meanfield_vi(apply, x, y, prior_std=1.0, temperature=temperature, batch_size=16,
+                                optimizer=optimizer)
+
+    state = vi(1.0).init(q0)
+    loss_of_t = lambda t: vi(t).step(keys[0], state)[1].loss
+    np.testing.assert_allclose(jax.jit(jax.grad(loss_of_t))(1.0), -G.entropy(q0) / 64, rtol=1e-10)
 
 
 def test_log_joint_matches_a_direct_computation():

@@ -67,6 +67,7 @@ def test_save_is_reproducible_and_loads_into_an_ordered_ledger(tmp_path):
     first = path.read_text()
     demo_claims().save(tmp_path)
     assert path.read_text() == first  # same run, same file
+    assert sorted(f.name for f in tmp_path.iterdir()) == [path.name]  # renamed into place, nothing left beside it
     assert json.loads(first)["rows"][0]["verdict"] == "reproduced"
     items = [{"work": "Yi & Liu", "item": "§3.3", "statement": "s", "chapter": None, "verdict": "not yet run",
               "why": "w"}]
@@ -123,3 +124,20 @@ def test_inventory_needs_a_verdict_and_reason_for_unrun_items(tmp_path):
 def test_save_outside_the_book_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert report.Claims("a/b", "t").save() is None
+
+
+def test_save_replaces_the_file_whole(tmp_path, monkeypatch):
+    """A save that fails before its rename leaves the earlier file as it was (a reader at the same time, such as
+    the report chapter while another chapter re-runs, never sees a half-written file)."""
+    path = demo_claims().save(tmp_path)
+    first = path.read_text()
+    changed = demo_claims()
+    changed.book("another", "s", measured="1", criterion="c", holds=True)
+
+    def interrupted(src, dst):
+        raise OSError("interrupted before the rename")
+
+    monkeypatch.setattr(report.os, "replace", interrupted)
+    with pytest.raises(OSError, match="interrupted"):
+        changed.save(tmp_path)
+    assert path.read_text() == first

@@ -20,7 +20,7 @@ import optax
 
 from wvi import algorithm
 from wvi import gaussian as G
-from wvi._checks import check_choice
+from wvi._checks import check_choice, is_concrete
 from wvi.networks import DATA_CHUNK, apply_in_chunks
 
 def log_prior(params, prior_std: float) -> jax.Array:
@@ -101,7 +101,9 @@ def _check_training_args(x, y, likelihood, batch_size, **positive):
     if not (isinstance(batch_size, (int, np.integer)) and 1 <= batch_size <= n):
         raise ValueError(f"batch_size must be an integer in [1, {n}] (the number of training points); got {batch_size!r}")
     for name, value in positive.items():
-        if not (np.isfinite(value) and value > 0):
+        if np.ndim(value) != 0:
+            raise ValueError(f"{name} must be a scalar; got an array of shape {np.shape(value)}")
+        if is_concrete(value) and not (np.isfinite(value) and value > 0):  # a traced value is checked by its caller
             raise ValueError(f"{name} must be positive and finite; got {value!r}")
     return x, y, n
 
@@ -150,6 +152,10 @@ def meanfield_vi(apply_fn: Callable, x, y, *, prior_std: float, batch_size: int,
     T < 1: cold). E_q log p(θ) and H[q] are exact. `init(q: G.MeanField) -> VIState`; `info` (`TrainInfo`) holds
     the loss and the batch's mean log likelihood. `augment(key, xb) -> xb` (e.g. `wvi.data.random_shifts`), if
     given, transforms each minibatch's inputs with a key of its own (data augmentation; Rossi et al., Fig. 12).
+
+    `prior_std`, `temperature` and `noise_std` may be traced scalars: a trainer built inside `jax.vmap` over an
+    array of them trains one replica per setting in one compiled program (a temperature or prior sweep), and
+    `jax.grad` differentiates the loss with respect to them (their positivity is then the caller's to ensure).
     """
     x, y, n = _check_training_args(x, y, likelihood, batch_size, prior_std=prior_std, temperature=temperature,
                                    noise_std=noise_std)
@@ -211,7 +217,8 @@ def map_estimation(apply_fn: Callable, x, y, *, prior_std: float, batch_size: in
                    noise_std: float = 1.0, augment: Optional[Callable] = None) -> algorithm.Algorithm:
     """MAP estimation (the "SGD solutions" the paper compares VI with): steps of `optimizer` (the paper's: SGD with
     momentum) on −[(N/M) Σ_batch log p(y | x, θ) + log p(θ)] / N, the prior N(0, α² I) acting as weight decay
-    1/(α² N). `init(params) -> MAPState`; `info` is a `TrainInfo`. `augment` as in `meanfield_vi`."""
+    1/(α² N). `init(params) -> MAPState`; `info` is a `TrainInfo`. `augment`, and traced `prior_std` and
+    `noise_std`, as in `meanfield_vi`."""
     x, y, n = _check_training_args(x, y, likelihood, batch_size, prior_std=prior_std, noise_std=noise_std)
     optimizer = _check_optimizer(optimizer)
     _check_augment(augment)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 from pathlib import Path
 from typing import NamedTuple
@@ -146,7 +147,11 @@ class Claims:
             return None
         path = directory / (self.chapter.replace("/", "-") + ".json")
         record = {"chapter": self.chapter, "title": self.title, "rows": [r._asdict() for r in self.rows]}
-        path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+        # written beside and renamed into place, so that a reader at the same time (the report chapter while
+        # another chapter re-runs) sees the old file or the new one, never a half-written one
+        partial = path.with_name(path.name + f".{os.getpid()}.partial")
+        partial.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+        os.replace(partial, path)
         return path
 
 

@@ -12,7 +12,8 @@ tenth of Table 1's steps (100 epochs) with 32 posterior samples per loss (Table 
 settings at one budget: the main point on three seeds (three replica pairs), widths 128 and 1024, prior variances
 ¼ and 4 times Table 1's, temperatures 0.1 and 3, each of these on one seed (a sweep's trend needs three pairs per
 point in the book's rules: the next campaign's work, best done by vmapping the settings as extra replicas of one
-compiled program). At the assumed device figures nothing fits at Table 1's full budget (one MLP run: about two
+compiled program; `wvi.bnn`'s trainers accept traced prior scales and temperatures for that, and the campaign does
+not use it yet). At the assumed device figures nothing fits at Table 1's full budget (one MLP run: about two
 minutes of training alone). "gpu-2" holds MAP weight matching on the same MLP at the same budget and ResNet20 with
 FRN and with LayerNorm on MNIST padded to 32×32 (`--data mnist32`), a stand-in for Fig. 11's CIFAR-10, which cannot
 be had here, at 1/120 of the steps with 4 samples and 13 path positions. Both are sized for an H200; an H100 has

@@ -5,7 +5,11 @@ scale: "full" when its config is the figure's (Table 1's budget), "reduced" when
 budget, e.g. on CPU; the differences are listed), "missing" when there is no file. `figure_check` evaluates the
 paper's claim for a figure on whatever runs are there; `figure_verdict` turns it into the ledger's verdict:
 "reproduced" or "not reproduced" only when every run of the figure is there at full scale, "not yet run"
-otherwise.
+otherwise. Seed k > 0 of a run lives in `<run name>-seed<k>/` (`seed_statuses`, `committed_runs`).
+
+Fig. A14's alignment times come from another file, `results/align-timing/fig-a14.json`, written by
+`benchmarks/align_widths.py`: `load_alignment_times` reads it, `alignment_table` tabulates it and
+`alignment_time_check` decides the figure's claim.
 """
 from __future__ import annotations
 
