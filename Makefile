@@ -25,13 +25,13 @@ book: $(STAMP)
 # check of its HTML for rendering defects (tools/check_html.py).
 test: unit notebooks build-check
 
-# The unit tests run in JOBS worker processes (pytest-xdist), each taking whole test files, so that a module's
-# fixtures are built once; JOBS=0 runs them in one process. The chapters run one after another: two side by side
-# on 2 cores took longer than in turn (their XLA thread pools compete; logreg alone went from 3.5 to over 13 minutes).
+# The unit tests run in JOBS worker processes (pytest-xdist; a worker that runs out of tests takes some of the
+# other's); JOBS=0 runs them in one process. The chapters run one after another: two side by side on 2 cores took
+# longer than in turn (their XLA thread pools compete; logreg alone went from 3.5 to over 13 minutes).
 JOBS ?= 2
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile --durations=15 tests
+	$(BIN)/python -m pytest -n $(JOBS) --dist worksteal --durations=15 tests
 
 notebooks: $(STAMP)
 	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \

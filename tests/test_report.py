@@ -141,3 +141,4 @@ def test_save_replaces_the_file_whole(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="interrupted"):
         changed.save(tmp_path)
     assert path.read_text() == first
+    assert sorted(f.name for f in tmp_path.iterdir()) == [path.name]  # and the partial file is cleaned up

@@ -150,8 +150,11 @@ class Claims:
         # written beside and renamed into place, so that a reader at the same time (the report chapter while
         # another chapter re-runs) sees the old file or the new one, never a half-written one
         partial = path.with_name(path.name + f".{os.getpid()}.partial")
-        partial.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
-        os.replace(partial, path)
+        try:
+            partial.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)  # only there when the write or the rename failed
         return path
 
 
