@@ -243,3 +243,31 @@ def test_sweep_bad_arguments():
     with pytest.raises(ValueError, match="every must be a positive integer"):
         call(every=1.5)
 
+
+
+def test_over_settings_steps_each_setting_as_its_own_run_would():
+    """Copy k of `over_settings` follows `make(setting_k)` run alone with the same keys (replicas and chunks
+    included); the settings act; bad settings are refused naming the argument."""
+    from wvi.algorithm import over_settings
+
+    rates = [0.5, 0.9, 0.99]
+    together = over_settings(counter, rate=jnp.array(rates))
+    start = jnp.stack([jnp.ones(3), 2 * jnp.ones(3)])  # two replicas, different starts
+    state, trace = run(jax.random.key(4), together, jax.vmap(together.init)(start), 7, chunk=3, num_replicas=2)
+    assert state.shape == (2, 3, 3) and trace[1]["norm"].shape == (7, 2, 3)  # (replicas, settings, ...)
+    for k, rate in enumerate(rates):
+        alone = counter(rate)
+        expected, expected_trace = run(jax.random.key(4), alone, jax.vmap(alone.init)(start), 7, chunk=3,
+                                       num_replicas=2)
+        np.testing.assert_allclose(state[:, k], expected, rtol=1e-12)
+        np.testing.assert_allclose(trace[1]["norm"][:, :, k], expected_trace[1]["norm"], rtol=1e-12)
+    assert not np.allclose(state[:, 0], state[:, 1])
+    with pytest.raises(ValueError, match="setting rate must be a non-empty 1-D array"):
+        over_settings(counter, rate=0.5)
+    with pytest.raises(ValueError, match="the same number of values"):
+        over_settings(lambda rate, scale: counter(rate * scale), rate=[0.5, 0.9], scale=[1.0])
+    with pytest.raises(ValueError, match="at least one setting"):
+        over_settings(counter)
+    with pytest.raises(DivergenceError, match="diverged at step"):
+        huge = over_settings(counter, rate=jnp.array([0.5, 1e200]))
+        run(jax.random.key(0), huge, huge.init(jnp.ones(2)), 4)

@@ -145,6 +145,32 @@ def test_settings_vmapped_as_replicas_match_separate_runs():
     np.testing.assert_allclose(jax.jit(jax.grad(loss_of_t))(1.0), -G.entropy(q0) / 64, rtol=1e-10)
 
 
+
+def test_replicas_over_settings_match_one_training_per_setting():
+    """`train_replicas` with an `algorithm.over_settings` trainer: each (replica, setting) is the replica that a
+    separate `train_replicas` of that setting's trainer gives from the same keys (Part V's sweeps in one program)."""
+    x = jax.random.normal(jax.random.key(0), (48, 2))
+    y = (x[:, 0] > 0).astype(jnp.int32)
+    apply = partial(networks.mlp_apply, activation="relu")
+    init = partial(networks.mlp_he_init, sizes=[2, 8, 2])
+    settings = dict(prior_std=jnp.array([0.5, 2.0]), temperature=jnp.array([1.0, 0.1]))
+
+    def make(prior_std, temperature):
+        return bnn.meanfield_vi(apply, x, y, prior_std=prior_std, temperature=temperature, batch_size=16,
+                                optimizer=optax.sgd(0.05, momentum=0.9), num_samples=2)
+
+    together, losses = bnn.train_replicas(jax.random.key(1), jax.random.key(2), algorithm.over_settings(make, **settings),
+                                          init, 20, std_init=0.05, chunk=10)
+    assert losses.shape == (20, 2, 2) and together[0].mean[0]["w"].shape == (2, 2, 8)  # (replicas, settings, ...)
+    for k in range(2):
+        alone, alone_losses = bnn.train_replicas(jax.random.key(1), jax.random.key(2),
+                                                 make(float(settings["prior_std"][k]), float(settings["temperature"][k])),
+                                                 init, 20, std_init=0.05, chunk=10)
+        for r in range(2):
+            np.testing.assert_allclose(algorithm.replica(together[r].std, k)[1]["w"], alone[r].std[1]["w"], rtol=1e-9)
+        np.testing.assert_allclose(losses[:, :, k], alone_losses, rtol=1e-9)
+    assert not np.allclose(losses[:, :, 0], losses[:, :, 1])
+
 def test_log_joint_matches_a_direct_computation():
     params = networks.mlp_he_init(jax.random.key(0), [2, 3, 2])
     x = jax.random.normal(jax.random.key(1), (6, 2))

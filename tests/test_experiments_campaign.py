@@ -1,6 +1,7 @@
 """Tests of `wvi.experiments.campaign`: the CPU smoke campaign end to end, and the GPU campaigns' sizing."""
 import json
 
+import numpy as np
 import pytest
 
 from test_experiments_permutation import check_result
@@ -19,9 +20,19 @@ def test_smoke_campaign_runs_point_by_point_and_a_second_call_resumes(tmp_path, 
         assert entry["status"] == "ran" and entry["seconds"] > 0 and entry["predicted_seconds"] > 0
     log = json.loads((tmp_path / "campaign-smoke.json").read_text())
     assert log["points"] == json.loads(json.dumps(record["points"]))
-    # the two MLP points differ only in their seed, and so do their results
-    first, second = (json.loads((tmp_path / p.folder / "result.json").read_text()) for p in points[:2])
+    first, warm, second = (json.loads((tmp_path / p.folder / "result.json").read_text()) for p in points)
+    # points 0 and 2 differ only in their seed, and so do their results
     assert first["config"]["seed"] == 0 and second["config"]["seed"] == 1 and first["curves"] != second["curves"]
+    # points 0 and 1 differ only in temperature: one program (campaign.groups), each pair as its own run gives it
+    assert campaign.groups(points) == [points[:2], points[2:]]
+    assert warm["trained_with"] == [points[0].folder] and first["trained_with"] == [points[1].folder]
+    assert second["trained_with"] == [] and warm["curves"] != first["curves"]
+    alone = permutation.run(points[1].config, tmp_path / "alone", "mlp-mnist", points[1].config.steps, seed=0)
+    for label in ("naive", "aligned"):
+        for split in ("train", "test"):
+            np.testing.assert_allclose(warm["curves"][label][split]["losses"],
+                                       alone["curves"][label][split]["losses"], rtol=1e-9)
+    assert warm["accuracy"] == alone["accuracy"]
     again = permutation.main(["--campaign", "smoke", "--out", str(tmp_path)])
     assert {e["status"] for e in again["points"].values()} == {"already there"}
     none = campaign.run_campaign("smoke", tmp_path / "other", max_seconds=0.0)
@@ -41,7 +52,8 @@ def test_gpu_campaign_is_sized_to_its_budget_before_any_gpu_is_seen():
     """The GPU campaigns' predicted times (counted from their compiled steps, on the device figures stated in
     `campaign.DEVICES`) sum to at most five minutes each, and the counts are those of the networks: an MLP step's
     FLOPs are about 6 · batch · weights for each of the two replicas (forward, and backward twice that), plus the
-    sampling, prior and optimiser arithmetic (more of it counted with float64 enabled, as in the tests)."""
+    sampling, prior and optimiser arithmetic (more of it counted with float64 enabled, as in the tests); a program
+    of five settings counts those of its ten replicas."""
     for name in ("gpu", "gpu-2"):
         total = sum(seconds for *_, seconds in campaign.plan(name))
         assert 0 < total <= campaign.BUDGET_SECONDS, (name, total)
@@ -49,10 +61,17 @@ def test_gpu_campaign_is_sized_to_its_budget_before_any_gpu_is_seen():
     main_point, main_cost, _ = rows[0]
     assert main_point.run.name == "mlp-mnist" and main_cost.steps == permutation.PRESETS["mlp-mnist"].steps // 10
     weights = 784 * 512 + 2 * 512 * 512 + 512 * 10
-    assert 0.9 < main_cost.step_flops / (2 * 6 * 500 * weights) < 2.0, main_cost.step_flops
-    assert main_cost.step_kernels > 10
-    seeds = [p.seed for p, *_ in rows if p.run.name == "mlp-mnist"]
-    assert sorted(seeds) == [0, 1, 2]  # the main point on three pairs
+    alone = campaign.cost(main_point)  # the main point's step trained on its own
+    assert 0.9 < alone.step_flops / (2 * 6 * 500 * weights) < 2.0, alone.step_flops
+    assert alone.step_kernels > 10
+    # every point on three pairs; a seed's main, prior and temperature points in one program of five settings
+    assert all(sorted(p.seed for p, *_ in rows if p.run == run) == [0, 1, 2] for run in {p.run for p, *_ in rows})
+    programs = campaign.groups(campaign.CAMPAIGNS["gpu"])
+    assert sorted(len(g) for g in programs) == [1] * 3 + [5] * 3 and main_point in programs[0]
+    mlp_runs = {p.run for p, *_ in campaign.plan("gpu-2") if p.config.arch == "mlp"}
+    assert mlp_runs and all(sorted(p.seed for p, *_ in campaign.plan("gpu-2") if p.run == run) == [0, 1, 2]
+                            for run in mlp_runs)
+    assert main_cost.num_settings == 5 and 0.9 < main_cost.step_flops / (5 * 2 * 6 * 500 * weights) < 2.0
     assert all(p.config.data in ("mnist", "mnist32") for name in ("gpu", "gpu-2") for p, *_ in campaign.plan(name))
     # a sweep's points share the main point's budget, so that only the swept setting differs
     assert len({p.config.steps for p, *_ in rows}) == 1 and len({p.config.num_samples for p, *_ in rows}) == 1

@@ -8,7 +8,8 @@ An algorithm is a pair of pure functions, as in optax and blackjax::
 `run`, the one driver, iterates `step` under `jax.lax.scan` (one compiled program, or compiled chunks with a
 progress bar and a measurement after each), records a trace, runs replicas together (`vmap`) or one after the other,
 and turns a run that diverged into an error that says at which step and which quantity stopped being finite.
-`replicate` is the vmapped copies as an algorithm; `prepend` puts the starting point in front of a trace.
+`replicate` is the vmapped copies as an algorithm, `over_settings` the copies that differ in scalar settings;
+`prepend` puts the starting point in front of a trace.
 """
 from __future__ import annotations
 
@@ -356,6 +357,46 @@ def replicate(algorithm: Algorithm, num_replicas: int) -> Algorithm:
         return step
 
     return Algorithm(init, compiled(algorithm.step, ("vmap", num_replicas), make))
+
+
+def over_settings(make: Callable[..., Algorithm], **settings) -> Algorithm:
+    """K copies of one algorithm that differ only in scalar settings, stepped together in one program.
+
+    Copy k is `make(**{name: values[k] for name, values in settings.items()})`. Its `init` takes the arguments of
+    the made algorithm's `init` and stacks the K states along a leading settings axis; its `step(key, state)` steps
+    every copy with the same key (common random numbers: the same minibatches and samples for every setting), so
+    copy k follows the iteration of `make(**setting_k)` run alone with the same keys, up to floating-point rounding
+    (which a long chaotic run, such as a network's training, can amplify into a different solution). The state's
+    `approximation` has the settings axis in front. Combined with `run(..., num_replicas=n)`, each replica gets its
+    own key and the state is (n, K, ...): a sweep of scalar settings (temperatures, prior scales) as extra replicas
+    of one compiled program (Part V's sweeps, `book/part5/mlp_digits`; `wvi.experiments.campaign`). Unlike `sweep`,
+    a run that diverges raises `DivergenceError`.
+
+    Args:
+      make: settings (keyword arguments, traced scalars) -> Algorithm; it must not branch on them in Python
+        (`wvi.bnn.meanfield_vi` and `wvi.bnn.map_estimation` accept traced `prior_std`, `temperature`, `noise_std`).
+        Settings that change shapes (a network's width) cannot be swept this way.
+      settings: name=values, each a non-empty 1-D array, all of the same length K.
+    """
+    if not settings:
+        raise ValueError("over_settings needs at least one setting, e.g. over_settings(make, temperature=[0.1, 1.0])")
+    values = {name: jnp.asarray(v) for name, v in settings.items()}
+    lengths = set()
+    for name, v in values.items():
+        if v.ndim != 1 or v.shape[0] == 0:
+            raise ValueError(f"setting {name} must be a non-empty 1-D array of values; got shape {v.shape}")
+        lengths.add(v.shape[0])
+    if len(lengths) > 1:
+        raise ValueError(f"every setting must have the same number of values; got "
+                         f"{ {name: v.shape[0] for name, v in values.items()} }")
+
+    def init(*args, **kwargs):
+        return jax.vmap(lambda s: make(**s).init(*args, **kwargs))(values)
+
+    def step(key, state):
+        return jax.vmap(lambda s, st: make(**s).step(key, st))(values, state)
+
+    return Algorithm(init, step)
 
 
 def seconds_per_step(algorithm: Algorithm, state, num_steps: int = 50, key=None) -> float:

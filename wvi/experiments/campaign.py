@@ -7,32 +7,34 @@ each point's time predicted before any of it runs (Part V at paper scale; chapte
 
 A GPU session of this project has one H200 for 15 minutes in all, start-up included, without a network; so each
 GPU campaign is sized to at most 5 minutes of predicted wall time (`BUDGET_SECONDS`), leaving room for a second
-try. "gpu" holds MNIST points of the paper's Figs. 4, 5, 7 and 8 with the MLP 3×512 of Table 1, every one at a
-tenth of Table 1's steps (100 epochs) with 32 posterior samples per loss (Table 1: 128), so that a sweep compares
-settings at one budget: the main point on three seeds (three replica pairs), widths 128 and 1024, prior variances
-¼ and 4 times Table 1's, temperatures 0.1 and 3, each of these on one seed (a sweep's trend needs three pairs per
-point in the book's rules: the next campaign's work, best done by vmapping the settings as extra replicas of one
-compiled program; `wvi.bnn`'s trainers accept traced prior scales and temperatures for that, and the campaign does
-not use it yet). At the assumed device figures nothing fits at Table 1's full budget (one MLP run: about two
-minutes of training alone). "gpu-2" holds MAP weight matching on the same MLP at the same budget and ResNet20 with
-FRN and with LayerNorm on MNIST padded to 32×32 (`--data mnist32`), a stand-in for Fig. 11's CIFAR-10, which cannot
-be had here, at 1/120 of the steps with 4 samples and 13 path positions. Both are sized for an H200; an H100 has
-the same tensor-core throughput and slower memory. MNIST comes from the working tree (`data/mnist`, hashes pinned;
-`wvi.data.image_classification`).
+try. "gpu" holds MNIST points of the paper's Figs. 4, 5, 7 and 8 with the MLP 3×512 of Table 1, every one at a tenth
+of Table 1's steps (100 epochs) with 32 posterior samples per loss (Table 1: 128), so that a sweep compares settings
+at one budget, and every point on three seeds (three replica pairs, the book's rule for a barrier claim): the main
+point, prior variances ¼ and 4 times Table 1's, temperatures 0.1 and 3, and width 1024. The points of one seed that
+differ only in prior variance or temperature train together, as extra replicas of one compiled program (`groups`;
+`permutation.run_group`, `wvi.algorithm.over_settings`: each pair stepped with the keys of its own run); widths
+change the shapes, so they run in turn. At the assumed device figures nothing fits at Table 1's full budget (one
+MLP run: about two minutes of training alone). "gpu-2" holds, at the same budget and on three seeds each, MAP
+weight matching on the same MLP (Fig. 9's comparison) and width 128 (Fig. 5's narrow end, which did not fit in
+"gpu"), and ResNet20 with FRN and with LayerNorm on MNIST padded to 32×32 (`--data mnist32`), a stand-in for Fig.
+11's CIFAR-10, which cannot be had here, at 1/120 of the steps with 4 samples and 13 path positions. Both are sized
+for an H200; an H100 has the same tensor-core throughput and slower memory. MNIST comes from the working tree
+(`data/mnist`, hashes pinned; `wvi.data.image_classification`).
 
 Sizing (`cost`, `predict`): a training step's floating-point operations and its number of kernels are counted
-from the compiled step of the two vmapped replicas (XLA's cost analysis and the instructions of the compiled
-program on the host, a proxy for the GPU's kernels); evaluation operations are a forward pass per example (counted
-the same way) times the points, samples and path positions the barriers and accuracies use. The predicted time of a
-point is
+from the compiled step of the program's vmapped replicas, two per point it trains (XLA's cost analysis and the
+instructions of the compiled program on the host, a proxy for the GPU's kernels); evaluation operations are a
+forward pass per example (counted the same way) times the points, samples and path positions the barriers and
+accuracies use. The predicted time of a point is
 
-    compile + steps · max(step FLOPs / device FLOP/s, kernels · seconds per kernel) + evaluation FLOPs / device FLOP/s
+    (compile + steps · max(step FLOPs / device FLOP/s, kernels · seconds per kernel)) / points in the program
+        + evaluation FLOPs / device FLOP/s
 
 with the device's figures in `DEVICES` (assumptions, stated there, until a GPU run measures them: the campaign
 records every point's measured wall time beside its prediction in `campaign-<name>.json`). `--list` also measures
-the step's time on this machine's CPU. Each point writes its own `result.json` (`permutation.run`) as soon as it
-ends, and a point whose result is already there with the same config is skipped, so a second call resumes; a point
-whose prediction would take the campaign past `--max-seconds` is not started.
+the step's time on this machine's CPU. Each point writes its own `result.json` (`permutation.run_group`) as soon
+as its program ends, and a program whose points' results are all there with the same config is skipped, so a
+second call resumes; a program whose prediction would take the campaign past `--max-seconds` is not started.
 """
 from __future__ import annotations
 
@@ -99,22 +101,26 @@ def _budget(fraction: float, num_samples: int, preset: str = "mlp-mnist", **othe
 _TENTH = _budget(1 / 10, 32)  # 12,000 steps (100 of Table 1's 1,000 epochs), 32 samples per loss (Table 1: 128)
 _TINY_MLP = (("data", "digits"), ("width", 16), ("steps", 20), ("batch_size", 64), ("num_samples", 4),
              ("num_taus", 5))
+_SEEDS = (0, 1, 2)  # three replica pairs per point: the book's rule for a barrier claim
 CAMPAIGNS = {
     "gpu": (
-        *(Point(Run("mlp-mnist"), _TENTH, s, "Figs. 4, 5, 7, 8: the main point, pair " + str(s + 1))
-          for s in (0, 1, 2)),
-        *(Point(Run("mlp-mnist", (("width", w),)), _TENTH, 0, "Fig. 5") for w in (128, 1024)),
-        *(Point(Run("mlp-mnist", (("prior_variance", v),)), _TENTH, 0, "Fig. 7") for v in (0.000625, 0.01)),
-        *(Point(Run("mlp-mnist", (("temperature", t),)), _TENTH, 0, "Fig. 8") for t in (0.1, 3.0)),
+        *(Point(Run("mlp-mnist"), _TENTH, s, "Figs. 4, 5, 7, 8: the main point, pair " + str(s + 1)) for s in _SEEDS),
+        *(Point(Run("mlp-mnist", (("prior_variance", v),)), _TENTH, s, "Fig. 7") for v in (0.000625, 0.01)
+          for s in _SEEDS),
+        *(Point(Run("mlp-mnist", (("temperature", t),)), _TENTH, s, "Fig. 8") for t in (0.1, 3.0) for s in _SEEDS),
+        *(Point(Run("mlp-mnist", (("width", 1024),)), _TENTH, s, "Fig. 5") for s in _SEEDS),
     ),
     "gpu-2": (
-        Point(Run("mlp-mnist-map"), _TENTH, 0, "Fig. 9's comparison on the MLP: MAP weight matching"),
+        *(Point(Run("mlp-mnist-map"), _TENTH, s, "Fig. 9's comparison on the MLP: MAP weight matching")
+          for s in _SEEDS),
+        *(Point(Run("mlp-mnist", (("width", 128),)), _TENTH, s, "Fig. 5") for s in _SEEDS),
         *(Point(Run(preset), _budget(1 / 120, 4, preset, num_taus=13), 0,
                 "Fig. 11 stand-in (MNIST 32×32 for CIFAR-10)")
           for preset in ("resnet20-mnist32", "resnet20-layernorm-mnist32")),
     ),
     "smoke": (
         Point(Run("mlp-mnist"), _TINY_MLP, 0, "CPU smoke run, MLP"),
+        Point(Run("mlp-mnist", (("temperature", 0.5),)), _TINY_MLP, 0, "CPU smoke run, MLP, trained with the first"),
         Point(Run("mlp-mnist"), _TINY_MLP, 1, "CPU smoke run, MLP, second seed"),
     ),
 }
@@ -130,15 +136,30 @@ _INPUT_SHAPES = {("mnist", "mlp"): (784,), ("fashion_mnist", "mlp"): (784,), ("c
                  ("digits", "mlp"): (64,), ("digits", "resnet20"): (8, 8, 1)}
 
 
+def groups(points) -> list:
+    """The points as training programs, in the order of their first point: VI points with the same seed whose
+    configs differ only in `permutation.SETTING_FIELDS` (prior variance, temperature) train together as extra
+    replicas of one program (`permutation.run_group`); every other point trains alone."""
+    programs: dict = {}
+    for point in points:
+        c = point.config
+        key = ((c._replace(**dict.fromkeys(permutation.SETTING_FIELDS)), point.seed) if c.method == "vi"
+               else (point,))
+        programs.setdefault(key, []).append(point)
+    return [tuple(group) for group in programs.values()]
+
+
 class Cost(NamedTuple):
-    """What one point computes: `step_flops` and `step_kernels` of one training step of the two replicas, `steps`,
-    `eval_flops` of the barriers and accuracies, and `cpu_step_seconds` measured here (None when not measured)."""
+    """What one point computes: `step_flops` and `step_kernels` of one training step of the program it trains in
+    (two replicas of each of its `num_settings` points), `steps`, `eval_flops` of its barriers and accuracies, and
+    `cpu_step_seconds` of that step measured here (None when not measured)."""
 
     step_flops: float
     step_kernels: int
     steps: int
     eval_flops: float
     cpu_step_seconds: Optional[float]
+    num_settings: int = 1
 
 
 def _flops(compiled) -> float:
@@ -160,12 +181,14 @@ MEASURE_BATCH = 100  # the largest batch timed on the CPU (a ResNet20 step of 2 
 
 
 @lru_cache(maxsize=None)
-def _step_cost(data_name: str, arch: str, width: int, norm: str, method: str, batch_size: int, measure: bool):
+def _step_cost(data_name: str, arch: str, width: int, norm: str, method: str, batch_size: int, measure: bool,
+               num_settings: int = 1):
     shape = _INPUT_SHAPES[(data_name, arch)]
     x = jnp.zeros((batch_size,) + shape, jax.dtypes.canonicalize_dtype(jnp.float64))  # the parameters' dtype
     y = jnp.zeros((batch_size,), jnp.int32)
     preset = Preset(data_name, arch, width, 0.01, method=method, norm=norm, batch_size=batch_size)
-    trainer, start, apply = permutation.trainer_and_start(preset, x, y)
+    settings = [preset._replace(temperature=1.0 + k) for k in range(num_settings)] if num_settings > 1 else None
+    trainer, start, apply = permutation.trainer_and_start(preset, x, y, settings=settings)
     keys = jax.random.split(jax.random.key(0), 2)
     state = jax.vmap(trainer.init)(start)
     step = jax.jit(jax.vmap(trainer.step))
@@ -177,7 +200,7 @@ def _step_cost(data_name: str, arch: str, width: int, norm: str, method: str, ba
         small = min(batch_size, MEASURE_BATCH)
         if small < batch_size:
             return (_flops(compiled), _kernels(compiled), _flops(forward),
-                    _step_cost(data_name, arch, width, norm, method, small, True)[3] * batch_size / small)
+                    _step_cost(data_name, arch, width, norm, method, small, True, num_settings)[3] * batch_size / small)
         out = step(keys, state)
         jax.block_until_ready(out)
         begin = time.perf_counter()
@@ -188,87 +211,108 @@ def _step_cost(data_name: str, arch: str, width: int, norm: str, method: str, ba
     return _flops(compiled), _kernels(compiled), _flops(forward), seconds
 
 
-def cost(point: Point, measure: bool = False) -> Cost:
+def cost(point: Point, measure: bool = False, num_settings: int = 1) -> Cost:
     """The point's `Cost`, counted from its compiled training step and forward pass (inputs of its data's shape,
-    zeros); with `measure`, the step is also timed on this machine (the mean of two steps after a warm-up, at a
-    batch of at most `MEASURE_BATCH` and scaled to the point's batch)."""
+    zeros), for a program that trains `num_settings` points together (`groups`); with `measure`, the step is also
+    timed on this machine (the mean of two steps after a warm-up, at a batch of at most `MEASURE_BATCH` and scaled
+    to the point's batch)."""
     c = point.config
     step_flops, kernels, forward_flops, seconds = _step_cost(c.data, c.arch, c.width, c.norm, c.method,
-                                                             c.batch_size, measure)
+                                                             c.batch_size, measure, num_settings)
     n_train, n_test = DATA_SIZES[c.data]
     samples = c.num_samples if c.method == "vi" else 1
     # barriers: naive and aligned paths, num_taus positions, `samples` networks each; accuracies: q0 and q1
     passes = 2 * c.num_taus * samples + 2 * samples
-    return Cost(step_flops, kernels, c.steps, forward_flops * (n_train + n_test) * passes, seconds)
+    return Cost(step_flops, kernels, c.steps, forward_flops * (n_train + n_test) * passes, seconds, num_settings)
 
 
 def predict(point: Point, point_cost: Cost, device: Device) -> float:
-    """Predicted wall seconds of the point on `device` (the module docstring's formula)."""
+    """Predicted wall seconds of the point on `device` (the module docstring's formula); the compile and training
+    time of a program shared by several points (`Cost.num_settings`) is split evenly between them."""
     per_step = max(point_cost.step_flops / device.flops, point_cost.step_kernels * device.kernel_seconds)
-    return (device.compile_seconds[point.config.arch] + point_cost.steps * per_step
+    return ((device.compile_seconds[point.config.arch] + point_cost.steps * per_step) / point_cost.num_settings
             + point_cost.eval_flops / device.flops)
 
 
 def plan(name: str, device: Optional[str] = None, measure: bool = False) -> list:
-    """[(point, cost, predicted seconds)] of campaign `name` on `device` (default: the one it is sized for)."""
+    """[(point, cost, predicted seconds)] of campaign `name` on `device` (default: the one it is sized for), in
+    the order the programs run (`groups`: the points of one program next to each other)."""
     if name not in CAMPAIGNS:
         raise ValueError(f"unknown campaign {name!r}; expected one of {', '.join(map(repr, CAMPAIGNS))}")
     dev = DEVICES[device or DEFAULT_DEVICE[name]]
     rows = []
-    for point in CAMPAIGNS[name]:
-        c = cost(point, measure)
-        rows.append((point, c, predict(point, c, dev)))
+    for group in groups(CAMPAIGNS[name]):
+        for point in group:
+            c = cost(point, measure, len(group))
+            rows.append((point, c, predict(point, c, dev)))
     return rows
 
 
 def list_plan(name: str, device: Optional[str] = None, measure: bool = True) -> float:
-    """Print the plan of campaign `name`, one point a line, and return its predicted total seconds."""
+    """Print the plan of campaign `name`, one point a line (with the number of the program it trains in), and
+    return its predicted total seconds."""
     dev = DEVICES[device or DEFAULT_DEVICE[name]]
     rows = plan(name, device, measure)
+    program = {point: k for k, group in enumerate(groups(CAMPAIGNS[name]), start=1) for point in group}
     print(f"campaign {name!r} on {dev.name} ({dev.source})")
     width = max(len(point.folder) for point, *_ in rows) + 1
-    print(f"{'point':<{width}}{'steps':>8}{'GFLOP/step':>11}{'kernels':>8}{'eval TFLOP':>11}{'CPU s/step':>11}"
-          f"{'predicted s':>12}")
+    print(f"{'point':<{width}}{'program':>8}{'steps':>8}{'GFLOP/step':>11}{'kernels':>8}{'eval TFLOP':>11}"
+          f"{'CPU s/step':>11}{'predicted s':>12}")
     for point, c, seconds in rows:
         cpu = "-" if c.cpu_step_seconds is None else f"{c.cpu_step_seconds:.3g}"
-        print(f"{point.folder:<{width}}{c.steps:>8d}{c.step_flops / 1e9:>11.3g}{c.step_kernels:>8d}"
+        print(f"{point.folder:<{width}}{program[point]:>8d}{c.steps:>8d}{c.step_flops / 1e9:>11.3g}{c.step_kernels:>8d}"
               f"{c.eval_flops / 1e12:>11.3g}{cpu:>11}{seconds:>12.1f}")
     total = sum(seconds for *_, seconds in rows)
     print(f"predicted total: {total:.0f} s" + (f" (budget {BUDGET_SECONDS:.0f} s)" if name != "smoke" else "") +
-          f"; CPU s/step timed at batch ≤ {MEASURE_BATCH}, scaled to the point's batch")
+          f"; a program's step (GFLOP, kernels, CPU s) trains all its points; its compile and training time is "
+          f"split evenly between them; CPU s/step timed at batch ≤ {MEASURE_BATCH}, scaled to the point's batch")
     return total
 
 
 def run_campaign(name: str, out_root: Path, device: Optional[str] = None, max_seconds: Optional[float] = None,
                  checkpoint_every: int = 5_000, progress: bool = False) -> dict:
-    """Run campaign `name`'s points in turn into out_root/<point folder>/ (`permutation.run`), skipping points
-    whose result is already there with the same config, and not starting a point whose predicted time would take
-    the campaign's wall time past `max_seconds`. After each point, out_root/campaign-<name>.json records every
-    point's status, predicted and measured seconds and device. Returns that record."""
+    """Run campaign `name`'s programs (`groups`) in turn, each point into out_root/<point folder>/
+    (`permutation.run_group`), skipping a program whose points' results are all there with the same config (one
+    with some missing runs again whole), and not starting a program whose predicted time would take the campaign's
+    wall time past `max_seconds`. After each program, out_root/campaign-<name>.json records every point's status,
+    predicted and measured seconds (a shared program's training time split evenly, as predicted) and device.
+    Returns that record."""
     dev = DEVICES[device or DEFAULT_DEVICE[name]]
     out_root.mkdir(parents=True, exist_ok=True)
     log_path = out_root / f"campaign-{name}.json"
     start = time.perf_counter()
     record = {"campaign": name, "predicted_for": dev.name, "device": jax.devices()[0].device_kind,
               "versions": permutation.versions(), "points": {}}
-    for point, c, predicted in plan(name, device):
-        out = out_root / point.folder
-        entry = {"figures": point.figures, "predicted_seconds": predicted, "config": point.config._asdict(),
-                 "seed": point.seed}
-        earlier = permutation.finished(out, point.config, point.seed)
-        if earlier is not None:
-            entry.update(status="already there", seconds=earlier["seconds"]["wall"])
-            print(f"{point.folder}: result already there, skipped")
-        elif max_seconds is not None and time.perf_counter() - start + predicted > max_seconds:
-            entry.update(status="not started: predicted past --max-seconds")
-            print(f"{point.folder}: not started (predicted {predicted:.0f} s would pass {max_seconds:.0f} s)")
+    predicted = {point: seconds for point, _, seconds in plan(name, device)}
+    for group in groups(CAMPAIGNS[name]):
+        entries = {point: {"figures": point.figures, "predicted_seconds": predicted[point],
+                           "config": point.config._asdict(), "seed": point.seed,
+                           "trained_with": [p.folder for p in group if p != point]} for point in group}
+        earlier = [permutation.finished(out_root / point.folder, point.config, point.seed) for point in group]
+        group_seconds = sum(predicted[point] for point in group)
+        names = ", ".join(point.folder for point in group)
+        if all(e is not None for e in earlier):
+            for point, e in zip(group, earlier):
+                entries[point].update(status="already there", seconds=e["seconds"]["wall"])
+            print(f"{names}: results already there, skipped")
+        elif max_seconds is not None and time.perf_counter() - start + group_seconds > max_seconds:
+            for point in group:
+                entries[point].update(status="not started: predicted past --max-seconds")
+            print(f"{names}: not started (predicted {group_seconds:.0f} s would pass {max_seconds:.0f} s)")
         else:
-            print(f"{point.folder}: running (predicted {predicted:.0f} s on {dev.name})", flush=True)
-            result = permutation.run(point.config, out, point.run.preset, min(checkpoint_every, point.config.steps),
-                                     point.seed, progress)
-            entry.update(status="ran", seconds=result["seconds"]["wall"], device=result["device"],
-                         barriers=result["barriers"])
-        record["points"][point.folder] = entry
+            print(f"{names}: running (predicted {group_seconds:.0f} s on {dev.name})", flush=True)
+            steps = group[0].config.steps
+            results = permutation.run_group([p.config for p in group], [out_root / p.folder for p in group],
+                                            [p.run.preset for p in group], min(checkpoint_every, steps),
+                                            group[0].seed, progress)
+            for point, result in zip(group, results):
+                seconds = result["seconds"]
+                measured = (seconds["wall"] if len(group) == 1 else
+                            seconds["train"] / len(group) + seconds["align_and_barriers"])
+                entries[point].update(status="ran", seconds=measured, device=result["device"],
+                                      barriers=result["barriers"])
+        for point in group:
+            record["points"][point.folder] = entries[point]
         record["wall_seconds"] = time.perf_counter() - start
         log_path.write_text(json.dumps(record, indent=1) + "\n")
     return record

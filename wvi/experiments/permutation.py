@@ -83,8 +83,8 @@ PRESETS = {
 }
 
 RESULT_KEYS = ("schema", "preset", "config", "versions", "device", "num_devices", "replica_devices", "devices", "seconds",
-               "accuracy", "alignment", "barriers", "curves")
-SCHEMA = 2
+               "accuracy", "alignment", "barriers", "curves", "trained_with")
+SCHEMA = 3  # 3: `trained_with`, the other runs of the same compiled training program (run_group)
 
 
 def run_name(preset: str, overrides: dict) -> str:
@@ -244,24 +244,47 @@ def _load_checkpoint(path: Path, like, config: dict):
         return jax.tree_util.tree_unflatten(treedef, leaves), int(saved["segment"]), list(saved["losses"])
 
 
-def trainer_and_start(preset: Preset, x_train, y_train, seed: int = 0):
+SETTING_FIELDS = ("prior_variance", "temperature")
+"""The fields that VI runs may differ in and still train together, as extra replicas of one compiled program
+(`algorithm.over_settings`; `run_group`)."""
+
+
+def trainer_and_start(preset: Preset, x_train, y_train, seed: int = 0, settings: Optional[list] = None):
     """(trainer, start, apply): the preset's trainer on (x_train, y_train) (`bnn.meanfield_vi` for method "vi",
     `bnn.map_estimation` for "map"; SGD with momentum 0.9), the two replicas' starting approximations, stacked
-    (from `seed`), and the network's `apply(params, x)`."""
+    (from `seed`), and the network's `apply(params, x)`.
+
+    With `settings`, a list of presets (VI) that differ from `preset` only in `SETTING_FIELDS`, the trainer is
+    `algorithm.over_settings` of their prior scales and temperatures: one program whose state has a settings axis
+    after the replica axis, where setting k steps with the keys its own run would use."""
     init_fn, apply, _ = network(preset, x_train)
-    prior_std = float(np.sqrt(preset.prior_variance))
-    common = dict(prior_std=prior_std, batch_size=min(preset.batch_size, len(y_train)),
-                  optimizer=optax.sgd(preset.learning_rate, momentum=0.9))
+    common = dict(batch_size=min(preset.batch_size, len(y_train)), optimizer=optax.sgd(preset.learning_rate, momentum=0.9))
     keys = jax.random.split(jax.random.key(seed), 2)
-    if preset.method == "vi":
-        trainer = bnn.meanfield_vi(apply, x_train, y_train, temperature=preset.temperature, **common)
-        start = jax.vmap(lambda k: G.meanfield(init_fn(k), preset.std_init))(keys)
-    elif preset.method == "map":
-        trainer = bnn.map_estimation(apply, x_train, y_train, **common)
-        start = jax.vmap(init_fn)(keys)
-    else:
+    if preset.method not in ("vi", "map"):
         raise ValueError(f"unknown method {preset.method!r}; expected 'vi' or 'map'")
+    if settings is not None:
+        _check_group(settings)
+        prior_stds = jnp.array([float(np.sqrt(p.prior_variance)) for p in settings])  # as `preset` alone
+        make = partial(bnn.meanfield_vi, apply, x_train, y_train, **common)
+        trainer = algorithm.over_settings(make, prior_std=prior_stds, temperature=jnp.array([p.temperature for p in settings]))
+        start = jax.vmap(lambda k: G.meanfield(init_fn(k), preset.std_init))(keys)
+    elif preset.method == "vi":
+        trainer = bnn.meanfield_vi(apply, x_train, y_train, prior_std=float(np.sqrt(preset.prior_variance)),
+                                   temperature=preset.temperature, **common)
+        start = jax.vmap(lambda k: G.meanfield(init_fn(k), preset.std_init))(keys)
+    else:
+        trainer = bnn.map_estimation(apply, x_train, y_train, prior_std=float(np.sqrt(preset.prior_variance)), **common)
+        start = jax.vmap(init_fn)(keys)
     return trainer, start, apply
+
+
+def _check_group(presets: list) -> None:
+    """Presets can train together when all are VI and differ only in `SETTING_FIELDS`."""
+    if not presets or any(p.method != "vi" for p in presets):
+        raise ValueError("presets trained together must be a non-empty list of VI presets (method 'vi')")
+    fixed = {p._replace(**{f: None for f in SETTING_FIELDS}) for p in presets}
+    if len(fixed) > 1:
+        raise ValueError(f"presets trained together may differ only in {', '.join(SETTING_FIELDS)}; got {presets}")
 
 
 def finished(out: Path, preset: Preset, seed: int) -> Optional[dict]:
@@ -274,12 +297,15 @@ def finished(out: Path, preset: Preset, seed: int) -> Optional[dict]:
 
 
 def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: int, seed: int = 0, progress: bool = False,
-               devices=None):
+               devices=None, settings: Optional[list] = None):
     """Two replicas trained together (vmap, spread over `devices` when there are several), resumable from
-    `out/checkpoint.npz`; returns (q0, q1, seconds, number of devices holding the replicas)."""
-    trainer, start, _ = trainer_and_start(preset, x_train, y_train, seed)
+    `out/checkpoint.npz`; returns (q0, q1, seconds, number of devices holding the replicas). With `settings`
+    (`trainer_and_start`), q0 and q1 have a settings axis in front: one pair per preset of `settings`."""
+    trainer, start, _ = trainer_and_start(preset, x_train, y_train, seed, settings)
     state = jax.vmap(trainer.init)(start)
     config = {**preset._asdict(), "seed": seed, "checkpoint_every": checkpoint_every}
+    if settings is not None:
+        config["settings"] = [{f: getattr(p, f) for f in SETTING_FIELDS} for p in settings]
     path = out / "checkpoint.npz"
     resumed = _load_checkpoint(path, state, config)
     done, losses = (0, []) if resumed is None else resumed[1:]
@@ -316,45 +342,70 @@ def versions() -> dict:
 def run(preset: Preset, out: Path, name: str, checkpoint_every: int = 1_000, seed: int = 0, progress: bool = False,
         devices=None) -> dict:
     """Train, align, measure on `devices` (default: all); write and return the result (keys `RESULT_KEYS`)."""
+    return run_group([preset], [out], [name], checkpoint_every, seed, progress, devices)[0]
+
+
+def run_group(presets: list, outs: list, names: list, checkpoint_every: int = 1_000, seed: int = 0,
+              progress: bool = False, devices=None) -> list:
+    """`run` for several presets at once: VI presets that differ only in `SETTING_FIELDS` (prior variance,
+    temperature) train as extra replicas of one compiled program (`algorithm.over_settings`; the checkpoint is in
+    outs[0]), each pair with the keys of its own run, so that it follows that run's iteration up to floating-point
+    rounding (which thousands of steps can amplify into a different solution);
+    then each is aligned and measured on its own and writes outs[k]/result.json, whose `trained_with` names the
+    other runs of the program (their `seconds.train` is the program's, shared; `seconds.wall` runs from the start
+    of the group to that result). A single preset is `run`. Returns the results in order."""
+    if not (len(presets) == len(outs) == len(names) >= 1):
+        raise ValueError("run_group needs as many outs and names as presets, at least one")
+    if len(presets) > 1:
+        _check_group(presets)
     devices = list(devices or jax.devices())
     with jax.default_device(devices[0]):
-        return _run(preset, out, name, checkpoint_every, seed, progress, devices)
+        return _run(presets, outs, names, checkpoint_every, seed, progress, devices)
 
 
-def _run(preset: Preset, out: Path, name: str, checkpoint_every: int, seed: int, progress: bool, devices: list) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
+def _run(presets: list, outs: list, names: list, checkpoint_every: int, seed: int, progress: bool, devices: list) -> list:
+    for out in outs:
+        out.mkdir(parents=True, exist_ok=True)
     wall_start = time.perf_counter()
+    preset = presets[0]
     x_train, y_train, x_test, y_test = load_data(preset.data, preset.arch)
     _, apply, spec_fn = network(preset, x_train)
-    q0, q1, train_seconds, replica_devices = train_pair(preset, x_train, y_train, out, checkpoint_every, seed, progress,
-                                                        devices)
-    spec = spec_fn(q0.mean)
+    grouped = len(presets) > 1
+    q0s, q1s, train_seconds, replica_devices = train_pair(preset, x_train, y_train, outs[0], checkpoint_every, seed,
+                                                          progress, devices, presets if grouped else None)
     splits = {"train": (x_train, y_train), "test": (x_test, y_test)}
-    align_start = time.perf_counter()
-    cost = "wasserstein" if preset.method == "vi" else "mean"
-    result = barrier.naive_and_aligned(jax.random.key(seed + 2), q0, q1, spec, apply, splits, cost=cost,
-                                       num_taus=preset.num_taus, num_samples=preset.num_samples if preset.method == "vi" else 1,
-                                       batch=eval_batch(preset))
-    align_seconds = time.perf_counter() - align_start
-    accuracy = {}
-    for label, q in (("q0", q0), ("q1", q1)):
-        accuracy[label] = {s: float(bnn.accuracy(bnn.predictive_log_probs(jax.random.key(seed + 3), q, apply, x,
-                                                                        preset.num_samples, eval_batch(preset)), y))
-                           for s, (x, y) in splits.items()}
-    record = {
-        "schema": SCHEMA, "preset": name, "config": {**preset._asdict(), "seed": seed},
-        "versions": versions(), "device": devices[0].device_kind, "num_devices": jax.device_count(),
-        "replica_devices": replica_devices, "devices": [str(d) for d in devices[:replica_devices]],
-        "seconds": {"train": train_seconds, "align_and_barriers": align_seconds, "wall": time.perf_counter() - wall_start},
-        "accuracy": accuracy,
-        "alignment": {"cost": cost, "sweeps": result.alignment.sweeps, "seconds": result.alignment.seconds,
-                      "objectives": [float(v) for v in result.alignment.objectives]},
-        "barriers": {label: {s: float(c.barrier) for s, c in getattr(result, label).items()} for label in ("naive", "aligned")},
-        "curves": {label: {s: {"taus": np.asarray(c.taus).tolist(), "losses": np.asarray(c.losses).tolist()}
-                           for s, c in getattr(result, label).items()} for label in ("naive", "aligned")},
-    }
-    (out / "result.json").write_text(json.dumps(record, indent=1) + "\n")
-    return record
+    records = []
+    for k, (preset, out, name) in enumerate(zip(presets, outs, names)):
+        q0, q1 = (algorithm.replica(q, k) for q in (q0s, q1s)) if grouped else (q0s, q1s)
+        spec = spec_fn(q0.mean)
+        align_start = time.perf_counter()
+        cost = "wasserstein" if preset.method == "vi" else "mean"
+        result = barrier.naive_and_aligned(jax.random.key(seed + 2), q0, q1, spec, apply, splits, cost=cost,
+                                           num_taus=preset.num_taus, num_samples=preset.num_samples if preset.method == "vi" else 1,
+                                           batch=eval_batch(preset))
+        align_seconds = time.perf_counter() - align_start
+        accuracy = {}
+        for label, q in (("q0", q0), ("q1", q1)):
+            accuracy[label] = {s: float(bnn.accuracy(bnn.predictive_log_probs(jax.random.key(seed + 3), q, apply, x,
+                                                                            preset.num_samples, eval_batch(preset)), y))
+                               for s, (x, y) in splits.items()}
+        record = {
+            "schema": SCHEMA, "preset": name, "config": {**preset._asdict(), "seed": seed},
+            "versions": versions(), "device": devices[0].device_kind, "num_devices": jax.device_count(),
+            "replica_devices": replica_devices, "devices": [str(d) for d in devices[:replica_devices]],
+            "seconds": {"train": train_seconds, "align_and_barriers": align_seconds,
+                        "wall": time.perf_counter() - wall_start},
+            "accuracy": accuracy,
+            "alignment": {"cost": cost, "sweeps": result.alignment.sweeps, "seconds": result.alignment.seconds,
+                          "objectives": [float(v) for v in result.alignment.objectives]},
+            "barriers": {label: {s: float(c.barrier) for s, c in getattr(result, label).items()} for label in ("naive", "aligned")},
+            "curves": {label: {s: {"taus": np.asarray(c.taus).tolist(), "losses": np.asarray(c.losses).tolist()}
+                               for s, c in getattr(result, label).items()} for label in ("naive", "aligned")},
+            "trained_with": [o.name for o in outs if o != out],
+        }
+        (out / "result.json").write_text(json.dumps(record, indent=1) + "\n")
+        records.append(record)
+    return records
 
 
 def run_figure(number: int, out_root: Path, overrides: Optional[dict] = None, checkpoint_every: int = 1_000,
