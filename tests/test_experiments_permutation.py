@@ -179,3 +179,17 @@ def test_mnist32_is_mnist_with_a_border_of_zeros():
     assert x_train.shape == (60_000, 32, 32, 1) and x_test.shape == (10_000, 32, 32, 1)
     assert float(jnp.abs(x_train[:, :2]).max()) == 0.0 and float(jnp.abs(x_test[:, :, -2:]).max()) == 0.0
     assert float(x_train[:, 2:30, 2:30].max()) == 1.0 and y_train.shape == (60_000,)
+
+
+def test_run_group_refuses_presets_that_cannot_train_together(tmp_path):
+    """Only VI presets that differ in prior variance or temperature share a program; anything else is refused
+    before any data is loaded, naming what may differ."""
+    vi = permutation.PRESETS["mlp-mnist"]._replace(data="digits", width=8, steps=2)
+    outs, names = [tmp_path / "a", tmp_path / "b"], ["a", "b"]
+    with pytest.raises(ValueError, match="non-empty list of VI presets"):
+        permutation.run_group([vi, vi._replace(method="map")], outs, names)
+    with pytest.raises(ValueError, match="may differ only in prior_variance, temperature"):
+        permutation.run_group([vi, vi._replace(width=16)], outs, names)
+    with pytest.raises(ValueError, match="as many outs and names as presets"):
+        permutation.run_group([vi, vi._replace(temperature=0.5)], outs[:1], names)
+    assert not (tmp_path / "a").exists()

@@ -350,10 +350,10 @@ def run_group(presets: list, outs: list, names: list, checkpoint_every: int = 1_
     """`run` for several presets at once: VI presets that differ only in `SETTING_FIELDS` (prior variance,
     temperature) train as extra replicas of one compiled program (`algorithm.over_settings`; the checkpoint is in
     outs[0]), each pair with the keys of its own run, so that it follows that run's iteration up to floating-point
-    rounding (which thousands of steps can amplify into a different solution);
-    then each is aligned and measured on its own and writes outs[k]/result.json, whose `trained_with` names the
-    other runs of the program (their `seconds.train` is the program's, shared; `seconds.wall` runs from the start
-    of the group to that result). A single preset is `run`. Returns the results in order."""
+    rounding (which thousands of steps can amplify into a different solution); then each is aligned and measured
+    on its own and writes outs[k]/result.json, whose `trained_with` names the other runs of the program (their
+    `seconds.train` is the program's, shared; `seconds.wall` runs from the start of the group to that result). A
+    single preset is `run`. Returns the results in order."""
     if not (len(presets) == len(outs) == len(names) >= 1):
         raise ValueError("run_group needs as many outs and names as presets, at least one")
     if len(presets) > 1:
