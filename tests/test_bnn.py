@@ -170,6 +170,8 @@ def test_replicas_over_settings_match_one_training_per_setting():
             np.testing.assert_allclose(algorithm.replica(together[r].std, k)[1]["w"], alone[r].std[1]["w"], rtol=1e-9)
         np.testing.assert_allclose(losses[:, :, k], alone_losses, rtol=1e-9)
     assert not np.allclose(losses[:, :, 0], losses[:, :, 1])
+    with pytest.raises(ValueError, match="temperature must be positive and finite"):  # the constructor's own check
+        algorithm.over_settings(make, prior_std=jnp.array([0.5, 2.0]), temperature=jnp.array([1.0, -1.0]))
 
 def test_log_joint_matches_a_direct_computation():
     params = networks.mlp_he_init(jax.random.key(0), [2, 3, 2])

@@ -27,6 +27,7 @@ def test_smoke_campaign_runs_point_by_point_and_a_second_call_resumes(tmp_path, 
     assert campaign.groups(points) == [points[:2], points[2:]]
     assert warm["trained_with"] == [points[0].folder] and first["trained_with"] == [points[1].folder]
     assert second["trained_with"] == [] and warm["curves"] != first["curves"]
+    assert record["points"][points[1].folder]["trained_with"] == [points[0].folder]
     alone = permutation.run(points[1].config, tmp_path / "alone", "mlp-mnist", points[1].config.steps, seed=0)
     for label in ("naive", "aligned"):
         for split in ("train", "test"):

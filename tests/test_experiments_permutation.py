@@ -193,3 +193,15 @@ def test_run_group_refuses_presets_that_cannot_train_together(tmp_path):
     with pytest.raises(ValueError, match="as many outs and names as presets"):
         permutation.run_group([vi, vi._replace(temperature=0.5)], outs[:1], names)
     assert not (tmp_path / "a").exists()
+
+
+def test_a_result_of_another_schema_is_not_taken_as_finished(tmp_path):
+    """`finished` (what --figure and the campaign skip) accepts only a result of the current schema, which
+    `results.py` can read; an older one with the same config is run again."""
+    preset = permutation.PRESETS["mlp-mnist"]
+    record = {"schema": permutation.SCHEMA, "config": {**preset._asdict(), "seed": 0}}
+    (tmp_path / "result.json").write_text(json.dumps(record))
+    assert permutation.finished(tmp_path, preset, 0) == record
+    assert permutation.finished(tmp_path, preset, 1) is None
+    (tmp_path / "result.json").write_text(json.dumps({**record, "schema": permutation.SCHEMA - 1}))
+    assert permutation.finished(tmp_path, preset, 0) is None

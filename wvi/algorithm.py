@@ -370,11 +370,14 @@ def over_settings(make: Callable[..., Algorithm], **settings) -> Algorithm:
     `approximation` has the settings axis in front. Combined with `run(..., num_replicas=n)`, each replica gets its
     own key and the state is (n, K, ...): a sweep of scalar settings (temperatures, prior scales) as extra replicas
     of one compiled program (Part V's sweeps, `book/part5/mlp_digits`; `wvi.experiments.campaign`). Unlike `sweep`,
-    a run that diverges raises `DivergenceError`.
+    a run that diverges raises `DivergenceError`: one setting that diverges stops all K (the error names the step
+    and the quantity, not the setting).
 
     Args:
       make: settings (keyword arguments, traced scalars) -> Algorithm; it must not branch on them in Python
-        (`wvi.bnn.meanfield_vi` and `wvi.bnn.map_estimation` accept traced `prior_std`, `temperature`, `noise_std`).
+        (`wvi.bnn.meanfield_vi` accepts traced `prior_std`, `temperature` and `noise_std`, `wvi.bnn.map_estimation`
+        traced `prior_std` and `noise_std`). Each setting is also given to `make` once as a concrete value when
+        `over_settings` is called, so that its own checks (a positive prior scale) refuse a bad value.
         Settings that change shapes (a network's width) cannot be swept this way.
       settings: name=values, each a non-empty 1-D array, all of the same length K.
     """
@@ -389,6 +392,8 @@ def over_settings(make: Callable[..., Algorithm], **settings) -> Algorithm:
     if len(lengths) > 1:
         raise ValueError(f"every setting must have the same number of values; got "
                          f"{ {name: v.shape[0] for name, v in values.items()} }")
+    for k in range(lengths.pop()):  # the constructor's own checks, on concrete values
+        make(**{name: v[k] for name, v in values.items()})
 
     def init(*args, **kwargs):
         return jax.vmap(lambda s: make(**s).init(*args, **kwargs))(values)

@@ -13,13 +13,13 @@ at one budget, and every point on three seeds (three replica pairs, the book's r
 point, prior variances ¼ and 4 times Table 1's, temperatures 0.1 and 3, and width 1024. The points of one seed that
 differ only in prior variance or temperature train together, as extra replicas of one compiled program (`groups`;
 `permutation.run_group`, `wvi.algorithm.over_settings`: each pair stepped with the keys of its own run); widths
-change the shapes, so they run in turn. At the assumed device figures nothing fits at Table 1's full budget (one
-MLP run: about two minutes of training alone). "gpu-2" holds, at the same budget and on three seeds each, MAP
-weight matching on the same MLP (Fig. 9's comparison) and width 128 (Fig. 5's narrow end, which did not fit in
-"gpu"), and ResNet20 with FRN and with LayerNorm on MNIST padded to 32×32 (`--data mnist32`), a stand-in for Fig.
-11's CIFAR-10, which cannot be had here, at 1/120 of the steps with 4 samples and 13 path positions. Both are sized
-for an H200; an H100 has the same tensor-core throughput and slower memory. MNIST comes from the working tree
-(`data/mnist`, hashes pinned; `wvi.data.image_classification`).
+change the shapes, so they run in turn. At the assumed device figures nothing fits at Table 1's full budget (one MLP
+run: about two minutes of training alone). "gpu-2" holds, at the same budget and on three seeds each, MAP weight
+matching on the same MLP (Fig. 9's comparison) and VI at width 128 (Fig. 5's narrow end, which did not fit in
+"gpu"), and, on one seed each, ResNet20 with FRN and with LayerNorm on MNIST padded to 32×32 (`--data mnist32`), a
+stand-in for Fig. 11's CIFAR-10, which cannot be had here, at 1/120 of the steps with 4 samples and 13 path
+positions. Both are sized for an H200; an H100 has the same tensor-core throughput and slower memory. MNIST comes
+from the working tree (`data/mnist`, hashes pinned; `wvi.data.image_classification`).
 
 Sizing (`cost`, `predict`): a training step's floating-point operations and its number of kernels are counted
 from the compiled step of the program's vmapped replicas, two per point it trains (XLA's cost analysis and the
@@ -57,7 +57,7 @@ class Device(NamedTuple):
     name: str
     flops: float  # sustained float32 FLOP/s on these programs
     kernel_seconds: float  # launch and synchronisation time per kernel of a step inside the compiled training loop
-    compile_seconds: dict  # per point, by architecture: compiling the training segment and the evaluation
+    compile_seconds: dict  # per program, by architecture: compiling the training segment and the evaluation
     source: str  # where the figures come from
 
 
@@ -269,6 +269,16 @@ def list_plan(name: str, device: Optional[str] = None, measure: bool = True) -> 
     return total
 
 
+def measured_seconds(result: dict) -> float:
+    """A result's measured seconds, comparable with its prediction: its wall time when it trained alone; else its
+    program's training time split evenly over the program's points, plus its own alignment, barriers and
+    accuracies."""
+    seconds, shared = result["seconds"], len(result["trained_with"]) + 1
+    if shared == 1:
+        return seconds["wall"]
+    return seconds["train"] / shared + seconds["align_and_barriers"] + seconds["accuracy"]
+
+
 def run_campaign(name: str, out_root: Path, device: Optional[str] = None, max_seconds: Optional[float] = None,
                  checkpoint_every: int = 5_000, progress: bool = False) -> dict:
     """Run campaign `name`'s programs (`groups`) in turn, each point into out_root/<point folder>/
@@ -286,14 +296,13 @@ def run_campaign(name: str, out_root: Path, device: Optional[str] = None, max_se
     predicted = {point: seconds for point, _, seconds in plan(name, device)}
     for group in groups(CAMPAIGNS[name]):
         entries = {point: {"figures": point.figures, "predicted_seconds": predicted[point],
-                           "config": point.config._asdict(), "seed": point.seed,
-                           "trained_with": [p.folder for p in group if p != point]} for point in group}
+                           "config": point.config._asdict(), "seed": point.seed} for point in group}
         earlier = [permutation.finished(out_root / point.folder, point.config, point.seed) for point in group]
         group_seconds = sum(predicted[point] for point in group)
         names = ", ".join(point.folder for point in group)
         if all(e is not None for e in earlier):
             for point, e in zip(group, earlier):
-                entries[point].update(status="already there", seconds=e["seconds"]["wall"])
+                entries[point].update(status="already there", seconds=measured_seconds(e), trained_with=e["trained_with"])
             print(f"{names}: results already there, skipped")
         elif max_seconds is not None and time.perf_counter() - start + group_seconds > max_seconds:
             for point in group:
@@ -306,11 +315,8 @@ def run_campaign(name: str, out_root: Path, device: Optional[str] = None, max_se
                                             [p.run.preset for p in group], min(checkpoint_every, steps),
                                             group[0].seed, progress)
             for point, result in zip(group, results):
-                seconds = result["seconds"]
-                measured = (seconds["wall"] if len(group) == 1 else
-                            seconds["train"] / len(group) + seconds["align_and_barriers"])
-                entries[point].update(status="ran", seconds=measured, device=result["device"],
-                                      barriers=result["barriers"])
+                entries[point].update(status="ran", seconds=measured_seconds(result), device=result["device"],
+                                      trained_with=result["trained_with"], barriers=result["barriers"])
         for point in group:
             record["points"][point.folder] = entries[point]
         record["wall_seconds"] = time.perf_counter() - start

@@ -288,12 +288,14 @@ def _check_group(presets: list) -> None:
 
 
 def finished(out: Path, preset: Preset, seed: int) -> Optional[dict]:
-    """The result in out/result.json when it is there and was run with this preset and seed, else None."""
+    """The result in out/result.json when it is there, of this `SCHEMA`, and was run with this preset and seed,
+    else None."""
     done = out / "result.json"
     if not done.exists():
         return None
     result = json.loads(done.read_text())
-    return result if result["config"] == {**preset._asdict(), "seed": seed} else None
+    same = result.get("schema") == SCHEMA and result["config"] == {**preset._asdict(), "seed": seed}
+    return result if same else None
 
 
 def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: int, seed: int = 0, progress: bool = False,
@@ -306,7 +308,7 @@ def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: in
     config = {**preset._asdict(), "seed": seed, "checkpoint_every": checkpoint_every}
     if settings is not None:
         config["settings"] = [{f: getattr(p, f) for f in SETTING_FIELDS} for p in settings]
-    path = out / "checkpoint.npz"
+    path = out / ("checkpoint.npz" if settings is None else "checkpoint-program.npz")  # a program's apart: no clash
     resumed = _load_checkpoint(path, state, config)
     done, losses = (0, []) if resumed is None else resumed[1:]
     if resumed is not None:
@@ -349,7 +351,7 @@ def run_group(presets: list, outs: list, names: list, checkpoint_every: int = 1_
               progress: bool = False, devices=None) -> list:
     """`run` for several presets at once: VI presets that differ only in `SETTING_FIELDS` (prior variance,
     temperature) train as extra replicas of one compiled program (`algorithm.over_settings`; the checkpoint is in
-    outs[0]), each pair with the keys of its own run, so that it follows that run's iteration up to floating-point
+    outs[0]/checkpoint-program.npz), each pair with the keys of its own run, so that it follows that run's iteration up to floating-point
     rounding (which thousands of steps can amplify into a different solution); then each is aligned and measured
     on its own and writes outs[k]/result.json, whose `trained_with` names the other runs of the program (their
     `seconds.train` is the program's, shared; `seconds.wall` runs from the start of the group to that result). A
@@ -389,11 +391,12 @@ def _run(presets: list, outs: list, names: list, checkpoint_every: int, seed: in
             accuracy[label] = {s: float(bnn.accuracy(bnn.predictive_log_probs(jax.random.key(seed + 3), q, apply, x,
                                                                             preset.num_samples, eval_batch(preset)), y))
                                for s, (x, y) in splits.items()}
+        accuracy_seconds = time.perf_counter() - align_start - align_seconds
         record = {
             "schema": SCHEMA, "preset": name, "config": {**preset._asdict(), "seed": seed},
             "versions": versions(), "device": devices[0].device_kind, "num_devices": jax.device_count(),
             "replica_devices": replica_devices, "devices": [str(d) for d in devices[:replica_devices]],
-            "seconds": {"train": train_seconds, "align_and_barriers": align_seconds,
+            "seconds": {"train": train_seconds, "align_and_barriers": align_seconds, "accuracy": accuracy_seconds,
                         "wall": time.perf_counter() - wall_start},
             "accuracy": accuracy,
             "alignment": {"cost": cost, "sweeps": result.alignment.sweeps, "seconds": result.alignment.seconds,
@@ -455,7 +458,7 @@ def main(argv: Optional[list] = None) -> dict | None:
                         "campaign's plan and predicted times) and exit")
     parser.add_argument("--campaign", help="run (or, with --list, plan) a campaign of wvi.experiments.campaign: "
                         "'gpu', 'gpu-2' or 'smoke'")
-    parser.add_argument("--max-seconds", type=float, help="with --campaign: start no point whose predicted time "
+    parser.add_argument("--max-seconds", type=float, help="with --campaign: start no program whose predicted time "
                         "would take the campaign past this many seconds")
     for field in ("data", "width", "prior_variance", "temperature", "method", "norm", "steps", "batch_size",
                   "learning_rate", "num_samples", "num_taus"):
