@@ -143,8 +143,7 @@ def groups(points) -> list:
     programs: dict = {}
     for point in points:
         c = point.config
-        key = ((c._replace(**dict.fromkeys(permutation.SETTING_FIELDS)), point.seed) if c.method == "vi"
-               else (point,))
+        key = (permutation.program_key(c), point.seed) if c.method == "vi" else (point,)
         programs.setdefault(key, []).append(point)
     return [tuple(group) for group in programs.values()]
 

@@ -278,12 +278,16 @@ def trainer_and_start(preset: Preset, x_train, y_train, seed: int = 0, settings:
     return trainer, start, apply
 
 
+def program_key(preset: Preset) -> Preset:
+    """The preset with `SETTING_FIELDS` blanked: VI presets with the same key can train in one program."""
+    return preset._replace(**dict.fromkeys(SETTING_FIELDS))
+
+
 def _check_group(presets: list) -> None:
     """Presets can train together when all are VI and differ only in `SETTING_FIELDS`."""
     if not presets or any(p.method != "vi" for p in presets):
         raise ValueError("presets trained together must be a non-empty list of VI presets (method 'vi')")
-    fixed = {p._replace(**{f: None for f in SETTING_FIELDS}) for p in presets}
-    if len(fixed) > 1:
+    if len({program_key(p) for p in presets}) > 1:
         raise ValueError(f"presets trained together may differ only in {', '.join(SETTING_FIELDS)}; got {presets}")
 
 
@@ -349,13 +353,13 @@ def run(preset: Preset, out: Path, name: str, checkpoint_every: int = 1_000, see
 
 def run_group(presets: list, outs: list, names: list, checkpoint_every: int = 1_000, seed: int = 0,
               progress: bool = False, devices=None) -> list:
-    """`run` for several presets at once: VI presets that differ only in `SETTING_FIELDS` (prior variance,
-    temperature) train as extra replicas of one compiled program (`algorithm.over_settings`; the checkpoint is in
-    outs[0]/checkpoint-program.npz), each pair with the keys of its own run, so that it follows that run's iteration up to floating-point
-    rounding (which thousands of steps can amplify into a different solution); then each is aligned and measured
-    on its own and writes outs[k]/result.json, whose `trained_with` names the other runs of the program (their
-    `seconds.train` is the program's, shared; `seconds.wall` runs from the start of the group to that result). A
-    single preset is `run`. Returns the results in order."""
+    """`run` for several presets at once: VI presets that differ only in `SETTING_FIELDS` (prior variance, temperature)
+    train as extra replicas of one compiled program (`algorithm.over_settings`; the checkpoint is
+    outs[0]/checkpoint-program.npz), each pair with the keys of its own run, so that it follows that run's iteration
+    up to floating-point rounding (which thousands of steps can amplify into a different solution); then each is
+    aligned and measured on its own and writes outs[k]/result.json, whose `trained_with` names the other runs of the
+    program (their `seconds.train` is the program's, shared; `seconds.wall` runs from the start of the group to that
+    result). A single preset is `run`. Returns the results in order."""
     if not (len(presets) == len(outs) == len(names) >= 1):
         raise ValueError("run_group needs as many outs and names as presets, at least one")
     if len(presets) > 1:
