@@ -6,11 +6,13 @@ import pytest
 
 from test_experiments_permutation import check_result
 from wvi.experiments import campaign, permutation
+from wvi.experiments.permutation import Run
 
 
-def test_smoke_campaign_runs_point_by_point_and_a_second_call_resumes(tmp_path, capsys):
+def test_smoke_campaign_runs_point_by_point_and_a_second_call_resumes(tmp_path, capsys, monkeypatch):
     """The CPU smoke campaign end to end: each point's result.json, the campaign log with predicted and measured
-    seconds; a second call skips every point; `--max-seconds 0` starts none."""
+    seconds; a second call skips every point; a program in which one setting diverges loses only that point;
+    `--max-seconds 0` starts none."""
     record = permutation.main(["--campaign", "smoke", "--out", str(tmp_path)])
     points = campaign.CAMPAIGNS["smoke"]
     assert [p.folder for p in points] == list(record["points"]) and len(set(record["points"])) == len(points)
@@ -36,6 +38,22 @@ def test_smoke_campaign_runs_point_by_point_and_a_second_call_resumes(tmp_path, 
     assert warm["accuracy"] == alone["accuracy"]
     again = permutation.main(["--campaign", "smoke", "--out", str(tmp_path)])
     assert {e["status"] for e in again["points"].values()} == {"already there"}
+    # a program in which one setting diverges (prior variance 1e-200: the second step overflows) loses only that
+    # point: its other points without a result run again alone, and a later call does not retry it
+    diverging = (points[2], campaign.Point(Run("mlp-mnist", (("temperature", 0.5),)), campaign._TINY_MLP, 1, "fine"),
+                 campaign.Point(Run("mlp-mnist", (("prior_variance", 1e-200),)), campaign._TINY_MLP, 1, "diverges"))
+    monkeypatch.setitem(campaign.CAMPAIGNS, "diverging", diverging)
+    monkeypatch.setitem(campaign.DEFAULT_DEVICE, "diverging", "cpu")
+    assert campaign.groups(diverging) == [diverging]
+    record = campaign.run_campaign("diverging", tmp_path)
+    kept, fine, bad = (record["points"][p.folder] for p in diverging)
+    assert kept["status"] == "already there" and fine["status"] == "ran" and fine["trained_with"] == []
+    assert bad["status"] == "diverged" and bad["step"] == 2 and "step 2 of 20" in bad["error"], bad
+    assert bad["field"].startswith("state.") and not (tmp_path / diverging[2].folder / "result.json").exists()
+    check_result(json.loads((tmp_path / diverging[1].folder / "result.json").read_text()), tmp_path / diverging[1].folder)
+    assert not (tmp_path / points[2].folder / "checkpoint-program.npz").exists()  # removed: it would diverge again
+    again = campaign.run_campaign("diverging", tmp_path)
+    assert [e["status"] for e in again["points"].values()] == ["already there", "already there", "diverged"]
     none = campaign.run_campaign("smoke", tmp_path / "other", max_seconds=0.0)
     assert {e["status"] for e in none["points"].values()} == {"not started: predicted past --max-seconds"}
     assert permutation.main(["--campaign", "smoke", "--list"]) is None

@@ -34,7 +34,8 @@ with the device's figures in `DEVICES` (assumptions, stated there, until a GPU r
 records every point's measured wall time beside its prediction in `campaign-<name>.json`). `--list` also measures
 the step's time on this machine's CPU. Each point writes its own `result.json` (`permutation.run_group`) as soon
 as its program ends, and a program whose points' results are all there with the same config is skipped, so a
-second call resumes; a program whose prediction would take the campaign past `--max-seconds` is not started.
+second call resumes; a program whose prediction would take the campaign past `--max-seconds` is not started; a
+program that diverges costs only the diverging point (`run_campaign`).
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from wvi import algorithm
 from wvi.experiments import permutation
 from wvi.experiments.permutation import PRESETS, Preset, Run
 
@@ -278,44 +280,114 @@ def measured_seconds(result: dict) -> float:
     return seconds["train"] / shared + seconds["align_and_barriers"] + seconds["accuracy"]
 
 
+def _diverged_before(entry: Optional[dict], point: Point) -> bool:
+    """Whether a campaign log's entry records that this point, with this config and seed, diverged when it trained
+    alone (deterministic: the same keys diverge again, so it is not run again)."""
+    return (entry is not None and entry.get("status") == "diverged" and entry.get("seed") == point.seed
+            and entry.get("config") == json.loads(json.dumps(point.config._asdict())))
+
+
+def _train_or_divergence(points: list, out_root: Path, checkpoint_every: int, progress: bool):
+    """`permutation.run_group` of the points as one program: (results, None), or (None, the DivergenceError)."""
+    steps = points[0].config.steps
+    try:
+        return permutation.run_group([p.config for p in points], [out_root / p.folder for p in points],
+                                     [p.run.preset for p in points], min(checkpoint_every, steps), points[0].seed,
+                                     progress), None
+    except algorithm.DivergenceError as error:
+        # its checkpoint would only diverge again, and a later program without the diverging point would refuse it
+        (out_root / points[0].folder / ("checkpoint.npz" if len(points) == 1 else "checkpoint-program.npz")).unlink(
+            missing_ok=True)
+        return None, error
+
+
 def run_campaign(name: str, out_root: Path, device: Optional[str] = None, max_seconds: Optional[float] = None,
                  checkpoint_every: int = 5_000, progress: bool = False) -> dict:
     """Run campaign `name`'s programs (`groups`) in turn, each point into out_root/<point folder>/
     (`permutation.run_group`), skipping a program whose points' results are all there with the same config (one
     with some missing runs again whole), and not starting a program whose predicted time would take the campaign's
-    wall time past `max_seconds`. After each program, out_root/campaign-<name>.json records every point's status,
-    predicted and measured seconds (a shared program's training time split evenly, as predicted) and device.
-    Returns that record."""
+    wall time past `max_seconds`.
+
+    A program that diverges (`wvi.algorithm.DivergenceError`) does not stop the campaign: when it trains several
+    points, each of them without a result is run again alone (if its prediction alone fits `max_seconds`), so that
+    only the setting that diverges is lost; a point that diverges alone is recorded as "diverged", with the step
+    and the quantity, and a later call does not run it again (the same keys diverge again).
+
+    After each program, out_root/campaign-<name>.json records every point's status, predicted and measured
+    seconds (a shared program's training time split evenly, as predicted) and device. Returns that record."""
     dev = DEVICES[device or DEFAULT_DEVICE[name]]
     out_root.mkdir(parents=True, exist_ok=True)
     log_path = out_root / f"campaign-{name}.json"
+    earlier_log = json.loads(log_path.read_text())["points"] if log_path.exists() else {}
     start = time.perf_counter()
     record = {"campaign": name, "predicted_for": dev.name, "device": jax.devices()[0].device_kind,
               "versions": permutation.versions(), "points": {}}
     predicted = {point: seconds for point, _, seconds in plan(name, device)}
+
+    def fits(seconds: float) -> bool:
+        return max_seconds is None or time.perf_counter() - start + seconds <= max_seconds
+
+    def ran(entry: dict, result: dict):
+        entry.update(status="ran", seconds=measured_seconds(result), device=result["device"],
+                     trained_with=result["trained_with"], barriers=result["barriers"])
+
+    def diverged(entry: dict, error: algorithm.DivergenceError):
+        entry.update(status="diverged", error=str(error), step=error.step, field=error.field)
+
     for group in groups(CAMPAIGNS[name]):
         entries = {point: {"figures": point.figures, "predicted_seconds": predicted[point],
                            "config": point.config._asdict(), "seed": point.seed} for point in group}
         earlier = [permutation.finished(out_root / point.folder, point.config, point.seed) for point in group]
-        group_seconds = sum(predicted[point] for point in group)
-        names = ", ".join(point.folder for point in group)
-        if all(e is not None for e in earlier):
-            for point, e in zip(group, earlier):
-                entries[point].update(status="already there", seconds=measured_seconds(e), trained_with=e["trained_with"])
-            print(f"{names}: results already there, skipped")
-        elif max_seconds is not None and time.perf_counter() - start + group_seconds > max_seconds:
-            for point in group:
+        gone = [_diverged_before(earlier_log.get(point.folder), point) for point in group]
+        for point, was_gone in zip(group, gone):
+            if was_gone:
+                old = earlier_log[point.folder]
+                entries[point].update(status="diverged", error=old.get("error"), step=old.get("step"),
+                                      field=old.get("field"))
+                print(f"{point.folder}: diverged in an earlier call, not run again")
+        todo = [point for point, e, g in zip(group, earlier, gone) if not g]
+        group_seconds = sum(predicted[point] for point in todo)
+        names = ", ".join(point.folder for point in todo)
+        if all(e is not None for e, g in zip(earlier, gone) if not g):
+            for point, e, g in zip(group, earlier, gone):
+                if not g:
+                    entries[point].update(status="already there", seconds=measured_seconds(e),
+                                          trained_with=e["trained_with"])
+            if todo:
+                print(f"{names}: results already there, skipped")
+        elif not fits(group_seconds):
+            for point in todo:
                 entries[point].update(status="not started: predicted past --max-seconds")
             print(f"{names}: not started (predicted {group_seconds:.0f} s would pass {max_seconds:.0f} s)")
         else:
             print(f"{names}: running (predicted {group_seconds:.0f} s on {dev.name})", flush=True)
-            steps = group[0].config.steps
-            results = permutation.run_group([p.config for p in group], [out_root / p.folder for p in group],
-                                            [p.run.preset for p in group], min(checkpoint_every, steps),
-                                            group[0].seed, progress)
-            for point, result in zip(group, results):
-                entries[point].update(status="ran", seconds=measured_seconds(result), device=result["device"],
-                                      trained_with=result["trained_with"], barriers=result["barriers"])
+            results, error = _train_or_divergence(todo, out_root, checkpoint_every, progress)
+            if error is None:
+                for point, result in zip(todo, results):
+                    ran(entries[point], result)
+            elif len(todo) == 1:
+                diverged(entries[todo[0]], error)
+                print(f"{names}: diverged ({error}); recorded, not run again by a later call")
+            else:
+                print(f"{names}: the program diverged ({error}); each point runs again alone", flush=True)
+                for point in todo:
+                    e = earlier[group.index(point)]
+                    if e is not None:  # a result of an earlier call, of this config: kept
+                        entries[point].update(status="already there", seconds=measured_seconds(e),
+                                              trained_with=e["trained_with"])
+                        continue
+                    alone = predict(point, cost(point), dev)
+                    if not fits(alone):
+                        entries[point].update(status="not started: predicted past --max-seconds")
+                        print(f"{point.folder}: not started alone (predicted {alone:.0f} s would pass "
+                              f"{max_seconds:.0f} s)")
+                        continue
+                    results, error = _train_or_divergence([point], out_root, checkpoint_every, progress)
+                    if error is None:
+                        ran(entries[point], results[0])
+                    else:
+                        diverged(entries[point], error)
+                        print(f"{point.folder}: diverged alone ({error}); recorded, not run again by a later call")
         for point in group:
             record["points"][point.folder] = entries[point]
         record["wall_seconds"] = time.perf_counter() - start

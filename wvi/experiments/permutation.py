@@ -328,7 +328,7 @@ def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: in
         steps = min(checkpoint_every, preset.steps - k * checkpoint_every)
         state, segment_losses = algorithm.run(keys[k], trainer, state, steps, algorithm.trace_loss, num_replicas=2,
                                               chunk=steps, progress=progress, name=f"segment {k + 1}/{num_segments}",
-                                              loop=loop)
+                                              loop=loop, steps_before=k * checkpoint_every, total_steps=preset.steps)
         losses.extend(np.asarray(segment_losses).mean(axis=1).tolist())
         _save_checkpoint(path, state, k + 1, losses, config)
     q = state.approximation
