@@ -3,6 +3,7 @@ import json
 import math
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -146,8 +147,9 @@ def test_wide_resnets_evaluate_fewer_samples_at_once():
 
 
 def test_a_figure_spreads_its_points_over_two_devices_with_the_same_results(tmp_path):
-    """Fig. 8's four temperatures on two CPU devices: two threads, two points on each device, and the numbers of
-    one device; a second call finds every result and trains nothing."""
+    """Fig. 8's four temperatures on one and on two CPU devices: on two, two threads, two points on each device,
+    and the numbers of one device (the points sharing a device train as one program, each pair with its own keys,
+    so only rounding differs); a second call finds every result and trains nothing."""
     import os
     import subprocess
     import sys
@@ -163,11 +165,37 @@ def test_a_figure_spreads_its_points_over_two_devices_with_the_same_results(tmp_
             again = subprocess.run(command + TINY_MLP, env=env, check=True, capture_output=True, text=True)
             assert again.stdout.count("result already there, skipped") == 4
     assert sorted(r["devices"][0] for r in results[2].values()) == ["cpu:0", "cpu:0", "cpu:1", "cpu:1"]
+    # the runs sharing a device train as one program: all four on one device, two and two on two
+    assert all(len(r["trained_with"]) == 3 for r in results[1].values())
+    assert all(len(r["trained_with"]) == 1 and results[2][r["trained_with"][0]]["devices"] == r["devices"]
+               for r in results[2].values())
     assert {r["config"]["temperature"] for r in results[1].values()} == {0.1, 0.3, 1.0, 3.0}
     for name, one in results[1].items():
         for label in ("naive", "aligned"):
             for split in ("train", "test"):
                 assert results[2][name]["barriers"][label][split] == pytest.approx(one["barriers"][label][split], rel=1e-4, abs=1e-6)
+
+
+def test_a_figure_program_that_diverges_trains_each_run_again_alone(tmp_path, monkeypatch):
+    """Fig. 8's four temperatures on one device form one program; when it diverges, each run trains alone (so
+    that the run that diverges is the one named), and a run that diverges alone stops the figure."""
+    calls = []
+
+    def fake_run_group(presets, outs, names, *args):
+        calls.append([p.temperature for p in presets])
+        if len(presets) > 1 or presets[0].temperature == 0.1 and fail_alone:
+            raise algorithm.DivergenceError("segment 1/1 diverged at step 3 of 20", step=3, field="state.mean")
+        return [{"preset": names[0]}]
+
+    monkeypatch.setattr(permutation, "run_group", fake_run_group)
+    fail_alone = False
+    done = permutation.run_figure(8, tmp_path, devices=jax.devices()[:1])
+    assert calls == [[0.1, 0.3, 1.0, 3.0], [0.1], [0.3], [1.0], [3.0]] and len(done) == 4
+    calls.clear()
+    fail_alone = True
+    with pytest.raises(algorithm.DivergenceError, match="step 3 of 20"):
+        permutation.run_figure(8, tmp_path, devices=jax.devices()[:1])
+    assert calls == [[0.1, 0.3, 1.0, 3.0], [0.1]]
 
 
 def test_mnist32_is_mnist_with_a_border_of_zeros():

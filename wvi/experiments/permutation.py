@@ -16,7 +16,9 @@ package versions, devices, wall times, accuracies, the alignment's objectives, b
 `OUT/<run name>/` (`run_name`), skipping points whose result is already there. Overrides given on the command line
 apply to every point (e.g. `--steps 2000 --num-samples 8` for a reduced budget; each result records its config).
 With several devices the points run at the same time, each on its own share of the devices (`device_groups`); with
-at least two devices per point the replica axis is sharded across its share (`spread_replicas`).
+at least two devices per point the replica axis is sharded across its share (`spread_replicas`). Points that share
+one device and differ only in prior variance or temperature (Figs. 7 and 8 on one GPU) train as one program
+(`run_group`).
 
 Training is cut into segments of `--checkpoint-every` steps; after each one the state is saved to `checkpoint.npz`
 next to the result. Run the same command again after an interruption (a Colab session that ended) and it resumes
@@ -415,11 +417,26 @@ def _run(presets: list, outs: list, names: list, checkpoint_every: int, seed: in
     return records
 
 
+def _programs(items: list, shared: bool) -> list:
+    """(run, preset, out) items as programs: with `shared` (one device), VI presets with the same `program_key`
+    together, in the order of their first item; else one item each."""
+    if not shared:
+        return [[item] for item in items]
+    programs: dict = {}
+    for k, item in enumerate(items):
+        preset = item[1]
+        programs.setdefault(program_key(preset) if preset.method == "vi" else k, []).append(item)
+    return list(programs.values())
+
+
 def run_figure(number: int, out_root: Path, overrides: Optional[dict] = None, checkpoint_every: int = 1_000,
                seed: int = 0, progress: bool = False, devices=None) -> dict:
     """Every run of `FIGURES[number]` with `overrides` applied, each into out_root/<run name>/; a run whose
     result.json exists with the same config is not run again. With several devices the runs are spread over them
-    (`device_groups`), one thread per share of devices. Returns {run name: result}."""
+    (`device_groups`), one thread per share of devices. The runs that share one device and differ only in
+    `SETTING_FIELDS` (a prior variance or temperature sweep on one GPU) train as one program (`run_group`); if that
+    program diverges, each of its runs trains again alone, so that the error names the run that diverges.
+    Returns {run name: result}."""
     if number not in FIGURES:
         raise ValueError(f"unknown figure {number}; expected one of {', '.join(map(str, FIGURES))}")
     overrides = overrides or {}
@@ -441,7 +458,20 @@ def run_figure(number: int, out_root: Path, overrides: Optional[dict] = None, ch
         queues.setdefault(tuple(group), []).append(item)
 
     def work(group, items):
-        return {r.name: run(preset, out, r.preset, checkpoint_every, seed, progress, list(group)) for r, preset, out in items}
+        done = {}
+        for program in _programs(items, shared=len(group) == 1):
+            presets, outs, names = ([item[i] for item in program] for i in (1, 2, 0))
+            try:
+                records = run_group(presets, outs, [r.preset for r in names], checkpoint_every, seed, progress,
+                                    list(group))
+            except algorithm.DivergenceError as error:
+                if len(program) == 1:
+                    raise
+                print(f"{', '.join(r.name for r in names)}: the program diverged ({error}); each runs again alone")
+                records = [run(preset, out, r.preset, checkpoint_every, seed, progress, list(group))
+                           for r, preset, out in program]
+            done.update({r.name: record for r, record in zip(names, records)})
+        return done
 
     if len(queues) <= 1:
         for group, items in queues.items():
