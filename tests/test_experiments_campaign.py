@@ -45,15 +45,25 @@ def test_smoke_campaign_runs_point_by_point_and_a_second_call_resumes(tmp_path, 
     monkeypatch.setitem(campaign.CAMPAIGNS, "diverging", diverging)
     monkeypatch.setitem(campaign.DEFAULT_DEVICE, "diverging", "cpu")
     assert campaign.groups(diverging) == [diverging]
-    record = campaign.run_campaign("diverging", tmp_path)
+    capsys.readouterr()
+    record = campaign.run_campaign("diverging", tmp_path, checkpoint_every=1)  # a checkpoint after step 1
     kept, fine, bad = (record["points"][p.folder] for p in diverging)
     assert kept["status"] == "already there" and fine["status"] == "ran" and fine["trained_with"] == []
-    assert bad["status"] == "diverged" and bad["step"] == 2 and "step 2 of 20" in bad["error"], bad
-    assert bad["field"].startswith("state.") and not (tmp_path / diverging[2].folder / "result.json").exists()
+    # a point run again alone is logged with its prediction alone (not its share of the program's)
+    alone = campaign.predict(diverging[1], campaign.cost(diverging[1]), campaign.DEVICES["cpu"])
+    assert fine["predicted_seconds"] == alone > kept["predicted_seconds"] and fine["diverged_program_seconds"] > 0
+    assert bad["status"] == "diverged" and bad["step"] == 2 and bad["field"].startswith("state."), bad
+    assert bad["error"].startswith(diverging[2].folder + ", segment 2/20 diverged at step 2 of 20"), bad["error"]
+    assert not (tmp_path / diverging[2].folder / "result.json").exists()
     check_result(json.loads((tmp_path / diverging[1].folder / "result.json").read_text()), tmp_path / diverging[1].folder)
-    assert not (tmp_path / points[2].folder / "checkpoint-program.npz").exists()  # removed: it would diverge again
-    again = campaign.run_campaign("diverging", tmp_path)
+    # the diverged runs' checkpoints are removed: they would only diverge again
+    assert not list(tmp_path.glob(points[2].folder + "/checkpoint-program.npz")) and not list(
+        tmp_path.glob(diverging[2].folder + "/checkpoint*.npz"))
+    assert "the program diverged" in capsys.readouterr().out
+    again = campaign.run_campaign("diverging", tmp_path, checkpoint_every=1)
     assert [e["status"] for e in again["points"].values()] == ["already there", "already there", "diverged"]
+    out = capsys.readouterr().out
+    assert "diverged in an earlier call, not run again" in out and "running" not in out, out
     none = campaign.run_campaign("smoke", tmp_path / "other", max_seconds=0.0)
     assert {e["status"] for e in none["points"].values()} == {"not started: predicted past --max-seconds"}
     assert permutation.main(["--campaign", "smoke", "--list"]) is None

@@ -34,13 +34,14 @@ with the device's figures in `DEVICES` (assumptions, stated there, until a GPU r
 records every point's measured wall time beside its prediction in `campaign-<name>.json`). `--list` also measures
 the step's time on this machine's CPU. Each point writes its own `result.json` (`permutation.run_group`) as soon
 as its program ends, and a program whose points' results are all there with the same config is skipped, so a
-second call resumes; a program whose prediction would take the campaign past `--max-seconds` is not started; a
-program that diverges costs only the diverging point (`run_campaign`).
+second call resumes; a program whose prediction would take the campaign past `--max-seconds` is not started; when
+a program diverges, only the diverging point is lost (its other points run again alone: `run_campaign`).
 """
 from __future__ import annotations
 
 import json
 import time
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple, Optional
@@ -287,6 +288,24 @@ def _diverged_before(entry: Optional[dict], point: Point) -> bool:
             and entry.get("config") == json.loads(json.dumps(point.config._asdict())))
 
 
+def _read_log(path: Path) -> dict:
+    """The points of an earlier call's campaign log ({} when there is none, or, with a warning, when it cannot be
+    read)."""
+    if not path.exists():
+        return {}
+    try:
+        return dict(json.loads(path.read_text())["points"])
+    except (ValueError, KeyError, TypeError) as error:
+        warnings.warn(f"{path} cannot be read ({error}); its points' earlier statuses are ignored")
+        return {}
+
+
+def _write_log(path: Path, record: dict) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(path)  # atomic: a call killed while writing keeps the previous log
+
+
 def _train_or_divergence(points: list, out_root: Path, checkpoint_every: int, progress: bool):
     """`permutation.run_group` of the points as one program: (results, None), or (None, the DivergenceError)."""
     steps = points[0].config.steps
@@ -305,23 +324,28 @@ def run_campaign(name: str, out_root: Path, device: Optional[str] = None, max_se
                  checkpoint_every: int = 5_000, progress: bool = False) -> dict:
     """Run campaign `name`'s programs (`groups`) in turn, each point into out_root/<point folder>/
     (`permutation.run_group`), skipping a program whose points' results are all there with the same config (one
-    with some missing runs again whole), and not starting a program whose predicted time would take the campaign's
-    wall time past `max_seconds`.
+    with some missing runs again whole, less its points recorded as diverged), and not starting a program whose
+    predicted time would take the campaign's wall time past `max_seconds`.
 
     A program that diverges (`wvi.algorithm.DivergenceError`) does not stop the campaign: when it trains several
     points, each of them without a result is run again alone (if its prediction alone fits `max_seconds`), so that
-    only the setting that diverges is lost; a point that diverges alone is recorded as "diverged", with the step
-    and the quantity, and a later call does not run it again (the same keys diverge again).
+    only the setting that diverges is lost (at the price of the solo runs); a point that diverges alone is recorded
+    as "diverged", with the step and the quantity, and a later call does not run it again (the same keys diverge
+    again; to retry after a fix, delete its entry from the log, or the log).
 
-    After each program, out_root/campaign-<name>.json records every point's status, predicted and measured
-    seconds (a shared program's training time split evenly, as predicted) and device. Returns that record."""
+    out_root/campaign-<name>.json records every point's status, predicted and measured seconds (a shared program's
+    training time split evenly, as predicted; a point run again alone has its solo prediction, and
+    `diverged_program_seconds`, the time its diverged program took) and device. It is rewritten after every
+    program and every solo run, keeping the entries of an earlier call for the points not handled yet. Returns
+    that record."""
     dev = DEVICES[device or DEFAULT_DEVICE[name]]
     out_root.mkdir(parents=True, exist_ok=True)
     log_path = out_root / f"campaign-{name}.json"
-    earlier_log = json.loads(log_path.read_text())["points"] if log_path.exists() else {}
+    folders = {point.folder for point in CAMPAIGNS[name]}
+    earlier_log = {folder: entry for folder, entry in _read_log(log_path).items() if folder in folders}
     start = time.perf_counter()
     record = {"campaign": name, "predicted_for": dev.name, "device": jax.devices()[0].device_kind,
-              "versions": permutation.versions(), "points": {}}
+              "versions": permutation.versions(), "points": dict(earlier_log)}
     predicted = {point: seconds for point, _, seconds in plan(name, device)}
 
     def fits(seconds: float) -> bool:
@@ -334,25 +358,35 @@ def run_campaign(name: str, out_root: Path, device: Optional[str] = None, max_se
     def diverged(entry: dict, error: algorithm.DivergenceError):
         entry.update(status="diverged", error=str(error), step=error.step, field=error.field)
 
+    def there(entry: dict, result: dict):
+        entry.update(status="already there", seconds=measured_seconds(result), trained_with=result["trained_with"])
+
+    order = [point.folder for point in CAMPAIGNS[name]]
+
+    def log(entries: dict):
+        for point, entry in entries.items():
+            record["points"][point.folder] = entry
+        record["points"] = {folder: record["points"][folder] for folder in order if folder in record["points"]}
+        record["wall_seconds"] = time.perf_counter() - start
+        _write_log(log_path, record)
+
     for group in groups(CAMPAIGNS[name]):
         entries = {point: {"figures": point.figures, "predicted_seconds": predicted[point],
                            "config": point.config._asdict(), "seed": point.seed} for point in group}
         earlier = [permutation.finished(out_root / point.folder, point.config, point.seed) for point in group]
-        gone = [_diverged_before(earlier_log.get(point.folder), point) for point in group]
+        # a result there wins over an earlier "diverged" entry (made by hand after a fix, say)
+        gone = [e is None and _diverged_before(earlier_log.get(point.folder), point) for point, e in zip(group, earlier)]
         for point, was_gone in zip(group, gone):
             if was_gone:
-                old = earlier_log[point.folder]
-                entries[point].update(status="diverged", error=old.get("error"), step=old.get("step"),
-                                      field=old.get("field"))
+                entries[point] = earlier_log[point.folder]
                 print(f"{point.folder}: diverged in an earlier call, not run again")
-        todo = [point for point, e, g in zip(group, earlier, gone) if not g]
+        todo = [point for point, g in zip(group, gone) if not g]
         group_seconds = sum(predicted[point] for point in todo)
         names = ", ".join(point.folder for point in todo)
         if all(e is not None for e, g in zip(earlier, gone) if not g):
             for point, e, g in zip(group, earlier, gone):
                 if not g:
-                    entries[point].update(status="already there", seconds=measured_seconds(e),
-                                          trained_with=e["trained_with"])
+                    there(entries[point], e)
             if todo:
                 print(f"{names}: results already there, skipped")
         elif not fits(group_seconds):
@@ -361,6 +395,7 @@ def run_campaign(name: str, out_root: Path, device: Optional[str] = None, max_se
             print(f"{names}: not started (predicted {group_seconds:.0f} s would pass {max_seconds:.0f} s)")
         else:
             print(f"{names}: running (predicted {group_seconds:.0f} s on {dev.name})", flush=True)
+            program_start = time.perf_counter()
             results, error = _train_or_divergence(todo, out_root, checkpoint_every, progress)
             if error is None:
                 for point, result in zip(todo, results):
@@ -369,27 +404,28 @@ def run_campaign(name: str, out_root: Path, device: Optional[str] = None, max_se
                 diverged(entries[todo[0]], error)
                 print(f"{names}: diverged ({error}); recorded, not run again by a later call")
             else:
-                print(f"{names}: the program diverged ({error}); each point runs again alone", flush=True)
+                program_seconds = time.perf_counter() - program_start
+                print(f"{names}: the program diverged ({error}); each point without a result runs again alone",
+                      flush=True)
                 for point in todo:
                     e = earlier[group.index(point)]
                     if e is not None:  # a result of an earlier call, of this config: kept
-                        entries[point].update(status="already there", seconds=measured_seconds(e),
-                                              trained_with=e["trained_with"])
+                        there(entries[point], e)
                         continue
                     alone = predict(point, cost(point), dev)
+                    entries[point].update(predicted_seconds=alone, diverged_program_seconds=program_seconds)
                     if not fits(alone):
                         entries[point].update(status="not started: predicted past --max-seconds")
                         print(f"{point.folder}: not started alone (predicted {alone:.0f} s would pass "
                               f"{max_seconds:.0f} s)")
                         continue
+                    print(f"{point.folder}: running alone (predicted {alone:.0f} s)", flush=True)
                     results, error = _train_or_divergence([point], out_root, checkpoint_every, progress)
                     if error is None:
                         ran(entries[point], results[0])
                     else:
                         diverged(entries[point], error)
                         print(f"{point.folder}: diverged alone ({error}); recorded, not run again by a later call")
-        for point in group:
-            record["points"][point.folder] = entries[point]
-        record["wall_seconds"] = time.perf_counter() - start
-        log_path.write_text(json.dumps(record, indent=1) + "\n")
+                    log({point: entries[point]})
+        log(entries)
     return record

@@ -16,8 +16,8 @@ package versions, devices, wall times, accuracies, the alignment's objectives, b
 `OUT/<run name>/` (`run_name`), skipping points whose result is already there. Overrides given on the command line
 apply to every point (e.g. `--steps 2000 --num-samples 8` for a reduced budget; each result records its config).
 With several devices the points run at the same time, each on its own share of the devices (`device_groups`); with
-at least two devices per point the replica axis is sharded across its share (`spread_replicas`). Points that share
-one device and differ only in prior variance or temperature (Figs. 7 and 8 on one GPU) train as one program
+at least two devices per point the replica axis is sharded across its share (`spread_replicas`). MLP points that
+share one device and differ only in prior variance or temperature (Figs. 7 and 8 on one GPU) train as one program
 (`run_group`).
 
 Training is cut into segments of `--checkpoint-every` steps; after each one the state is saved to `checkpoint.npz`
@@ -325,12 +325,14 @@ def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: in
     # XLA's CPU backend runs convolution gradients slowly inside lax.scan (benchmarks/train_throughput.py)
     loop = "python" if preset.arch == "resnet20" and jax.default_backend() == "cpu" else "scan"
     keys = jax.random.split(jax.random.key(seed + 1), num_segments)
+    label = out.name if settings is None else f"{out.name} (a program of {len(settings)} settings)"
     start_time = time.perf_counter()
     for k in range(done, num_segments):
         steps = min(checkpoint_every, preset.steps - k * checkpoint_every)
         state, segment_losses = algorithm.run(keys[k], trainer, state, steps, algorithm.trace_loss, num_replicas=2,
-                                              chunk=steps, progress=progress, name=f"segment {k + 1}/{num_segments}",
-                                              loop=loop, steps_before=k * checkpoint_every, total_steps=preset.steps)
+                                              chunk=steps, progress=progress, loop=loop,
+                                              name=f"{label}, segment {k + 1}/{num_segments}",
+                                              steps_before=k * checkpoint_every, total_steps=preset.steps)
         losses.extend(np.asarray(segment_losses).mean(axis=1).tolist())
         _save_checkpoint(path, state, k + 1, losses, config)
     q = state.approximation
@@ -418,14 +420,16 @@ def _run(presets: list, outs: list, names: list, checkpoint_every: int, seed: in
 
 
 def _programs(items: list, shared: bool) -> list:
-    """(run, preset, out) items as programs: with `shared` (one device), VI presets with the same `program_key`
-    together, in the order of their first item; else one item each."""
+    """(run, preset, out) items as programs: with `shared` (one device), VI MLP presets with the same
+    `program_key` together, in the order of their first item; else one item each. (ResNets stay alone: a program
+    of K settings holds K times the activations, which a wide ResNet20 on one GPU may not have room for.)"""
     if not shared:
         return [[item] for item in items]
     programs: dict = {}
     for k, item in enumerate(items):
         preset = item[1]
-        programs.setdefault(program_key(preset) if preset.method == "vi" else k, []).append(item)
+        together = preset.method == "vi" and preset.arch == "mlp"
+        programs.setdefault(program_key(preset) if together else k, []).append(item)
     return list(programs.values())
 
 
@@ -433,7 +437,7 @@ def run_figure(number: int, out_root: Path, overrides: Optional[dict] = None, ch
                seed: int = 0, progress: bool = False, devices=None) -> dict:
     """Every run of `FIGURES[number]` with `overrides` applied, each into out_root/<run name>/; a run whose
     result.json exists with the same config is not run again. With several devices the runs are spread over them
-    (`device_groups`), one thread per share of devices. The runs that share one device and differ only in
+    (`device_groups`), one thread per share of devices. The VI MLP runs that share one device and differ only in
     `SETTING_FIELDS` (a prior variance or temperature sweep on one GPU) train as one program (`run_group`); if that
     program diverges, each of its runs trains again alone, so that the error names the run that diverges.
     Returns {run name: result}."""
