@@ -313,10 +313,7 @@ def _train_or_divergence(points: list, out_root: Path, checkpoint_every: int, pr
         return permutation.run_group([p.config for p in points], [out_root / p.folder for p in points],
                                      [p.run.preset for p in points], min(checkpoint_every, steps), points[0].seed,
                                      progress), None
-    except algorithm.DivergenceError as error:
-        # its checkpoint would only diverge again, and a later program without the diverging point would refuse it
-        (out_root / points[0].folder / ("checkpoint.npz" if len(points) == 1 else "checkpoint-program.npz")).unlink(
-            missing_ok=True)
+    except algorithm.DivergenceError as error:  # (its checkpoint is gone: `permutation.train_pair`)
         return None, error
 
 

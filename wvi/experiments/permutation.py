@@ -307,8 +307,9 @@ def finished(out: Path, preset: Preset, seed: int) -> Optional[dict]:
 def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: int, seed: int = 0, progress: bool = False,
                devices=None, settings: Optional[list] = None):
     """Two replicas trained together (vmap, spread over `devices` when there are several), resumable from
-    `out/checkpoint.npz`; returns (q0, q1, seconds, number of devices holding the replicas). With `settings`
-    (`trainer_and_start`), q0 and q1 have a settings axis in front: one pair per preset of `settings`."""
+    `out/checkpoint.npz` (removed when training diverges); returns (q0, q1, seconds, number of devices holding the
+    replicas). With `settings` (`trainer_and_start`), q0 and q1 have a settings axis in front: one pair per preset
+    of `settings`, and the checkpoint is `out/checkpoint-program.npz`."""
     trainer, start, _ = trainer_and_start(preset, x_train, y_train, seed, settings)
     state = jax.vmap(trainer.init)(start)
     config = {**preset._asdict(), "seed": seed, "checkpoint_every": checkpoint_every}
@@ -329,10 +330,16 @@ def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: in
     start_time = time.perf_counter()
     for k in range(done, num_segments):
         steps = min(checkpoint_every, preset.steps - k * checkpoint_every)
-        state, segment_losses = algorithm.run(keys[k], trainer, state, steps, algorithm.trace_loss, num_replicas=2,
-                                              chunk=steps, progress=progress, loop=loop,
-                                              name=f"{label}, segment {k + 1}/{num_segments}",
-                                              steps_before=k * checkpoint_every, total_steps=preset.steps)
+        try:
+            state, segment_losses = algorithm.run(keys[k], trainer, state, steps, algorithm.trace_loss,
+                                                  num_replicas=2, chunk=steps, progress=progress, loop=loop,
+                                                  name=f"{label}, segment {k + 1}/{num_segments}",
+                                                  steps_before=k * checkpoint_every, total_steps=preset.steps)
+        except algorithm.DivergenceError:
+            # resuming from the checkpoint would only diverge again (a changed config refuses it anyway), and a
+            # program of other settings later trained from this folder would refuse it
+            path.unlink(missing_ok=True)
+            raise
         losses.extend(np.asarray(segment_losses).mean(axis=1).tolist())
         _save_checkpoint(path, state, k + 1, losses, config)
     q = state.approximation
@@ -464,17 +471,17 @@ def run_figure(number: int, out_root: Path, overrides: Optional[dict] = None, ch
     def work(group, items):
         done = {}
         for program in _programs(items, shared=len(group) == 1):
-            presets, outs, names = ([item[i] for item in program] for i in (1, 2, 0))
+            runs, presets, outs = (list(column) for column in zip(*program))
             try:
-                records = run_group(presets, outs, [r.preset for r in names], checkpoint_every, seed, progress,
+                records = run_group(presets, outs, [r.preset for r in runs], checkpoint_every, seed, progress,
                                     list(group))
             except algorithm.DivergenceError as error:
                 if len(program) == 1:
                     raise
-                print(f"{', '.join(r.name for r in names)}: the program diverged ({error}); each runs again alone")
+                print(f"{', '.join(r.name for r in runs)}: the program diverged ({error}); each runs again alone")
                 records = [run(preset, out, r.preset, checkpoint_every, seed, progress, list(group))
                            for r, preset, out in program]
-            done.update({r.name: record for r, record in zip(names, records)})
+            done.update({r.name: record for r, record in zip(runs, records)})
         return done
 
     if len(queues) <= 1:
