@@ -140,13 +140,14 @@ _INPUT_SHAPES = {("mnist", "mlp"): (784,), ("fashion_mnist", "mlp"): (784,), ("c
 
 
 def groups(points) -> list:
-    """The points as training programs, in the order of their first point: VI points with the same seed whose
-    configs differ only in `permutation.SETTING_FIELDS` (prior variance, temperature) train together as extra
-    replicas of one program (`permutation.run_group`); every other point trains alone."""
+    """The points as training programs, in the order of their first point: points that `permutation.shares_program`
+    (VI MLPs) with the same seed whose configs differ only in `permutation.SETTING_FIELDS` (prior variance,
+    temperature) train together as extra replicas of one program (`permutation.run_group`); every other point
+    trains alone."""
     programs: dict = {}
     for point in points:
         c = point.config
-        key = (permutation.program_key(c), point.seed) if c.method == "vi" else (point,)
+        key = (permutation.program_key(c), point.seed) if permutation.shares_program(c) else (point,)
         programs.setdefault(key, []).append(point)
     return [tuple(group) for group in programs.values()]
 

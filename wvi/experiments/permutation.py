@@ -285,6 +285,13 @@ def program_key(preset: Preset) -> Preset:
     return preset._replace(**dict.fromkeys(SETTING_FIELDS))
 
 
+def shares_program(preset: Preset) -> bool:
+    """Whether `--figure` and the campaign train the preset with the others of its `program_key`: VI MLPs do;
+    MAP cannot, and ResNets stay alone (a program of K settings holds K times the activations, which a wide
+    ResNet20 on one GPU may not have room for)."""
+    return preset.method == "vi" and preset.arch == "mlp"
+
+
 def _check_group(presets: list) -> None:
     """Presets can train together when all are VI and differ only in `SETTING_FIELDS`."""
     if not presets or any(p.method != "vi" for p in presets):
@@ -427,16 +434,14 @@ def _run(presets: list, outs: list, names: list, checkpoint_every: int, seed: in
 
 
 def _programs(items: list, shared: bool) -> list:
-    """(run, preset, out) items as programs: with `shared` (one device), VI MLP presets with the same
-    `program_key` together, in the order of their first item; else one item each. (ResNets stay alone: a program
-    of K settings holds K times the activations, which a wide ResNet20 on one GPU may not have room for.)"""
+    """(run, preset, out) items as programs: with `shared` (one device), the presets that `shares_program` with the
+    same `program_key` together, in the order of their first item; else one item each."""
     if not shared:
         return [[item] for item in items]
     programs: dict = {}
     for k, item in enumerate(items):
         preset = item[1]
-        together = preset.method == "vi" and preset.arch == "mlp"
-        programs.setdefault(program_key(preset) if together else k, []).append(item)
+        programs.setdefault(program_key(preset) if shares_program(preset) else k, []).append(item)
     return list(programs.values())
 
 
