@@ -223,10 +223,13 @@ def test_resnet_fig4_pipeline_verdict_flips_without_alignment(monkeypatch, defec
 
 @pytest.mark.parametrize("defect", [None, "naive and aligned swapped", "skip the alignment"])
 def test_full_scale_fig4_verdict_flips_on_made_up_results(tmp_path, defect):
-    """full_scale chapter, Fig. 4 on made-up full-scale result files: "reproduced" when every aligned barrier is
-    far below its naive one; "not reproduced" when the files have naive and aligned swapped, or the aligned barrier
-    equal to the naive one (the alignment skipped). With one run missing the verdict is "not yet run"."""
-    from test_experiments_results import write
+    """full_scale chapter, Fig. 4 on made-up full-scale result files, three pairs per run: "reproduced" when every
+    aligned barrier is far below its naive one; "not reproduced" when the files have naive and aligned swapped, or
+    the aligned barrier equal to the naive one (the alignment skipped). With one run missing, or one run with two
+    pairs, the verdict is "not yet run"."""
+    import shutil
+
+    from test_experiments_results import write_pairs
 
     from wvi.experiments import results
     from wvi.experiments.permutation import FIGURES
@@ -237,11 +240,16 @@ def test_full_scale_fig4_verdict_flips_on_made_up_results(tmp_path, defect):
     elif defect == "skip the alignment":
         aligned = naive
     for run in FIGURES[4].runs:
-        write(tmp_path, run, naive, aligned)
-    verdict, measured = results.figure_verdict(4, results.figure_status(tmp_path, 4))
+        write_pairs(tmp_path, run, naive, aligned)
+    verdict, measured = results.figure_verdict(4, results.figure_pairs(tmp_path, 4))
     assert verdict == ("reproduced" if defect is None else "not reproduced"), measured
-    (tmp_path / FIGURES[4].runs[-1].name / "result.json").unlink()
-    verdict, measured = results.figure_verdict(4, results.figure_status(tmp_path, 4))
+    last = FIGURES[4].runs[-1]
+    shutil.rmtree(tmp_path / last.folder(2))
+    verdict, measured = results.figure_verdict(4, results.figure_pairs(tmp_path, 4))
+    assert verdict == "not yet run" and "2–3 pairs per run" in measured
+    for seed in (0, 1):
+        shutil.rmtree(tmp_path / last.folder(seed))
+    verdict, measured = results.figure_verdict(4, results.figure_pairs(tmp_path, 4))
     assert verdict == "not yet run" and measured.startswith("2 of 3 runs, full scale")
 
 

@@ -178,11 +178,13 @@ def test_a_figure_spreads_its_points_over_two_devices_with_the_same_results(tmp_
 
 def test_a_figure_program_that_diverges_trains_each_run_again_alone(tmp_path, monkeypatch):
     """Fig. 8's four temperatures on one device form one program; when it diverges, each run trains alone (so
-    that the run that diverges is the one named), and a run that diverges alone stops the figure."""
-    calls = []
+    that the run that diverges is the one named), and a run that diverges alone stops the figure. Another seed's
+    runs go into their -seed<k> folders."""
+    calls, folders = [], []
 
     def fake_run_group(presets, outs, names, *args):
         calls.append([p.temperature for p in presets])
+        folders.extend(out.name for out in outs)
         if len(presets) > 1 or presets[0].temperature == 0.1 and fail_alone:
             raise algorithm.DivergenceError("segment 1/1 diverged at step 3 of 20", step=3, field="state.mean")
         return [{"preset": names[0]}]
@@ -196,6 +198,11 @@ def test_a_figure_program_that_diverges_trains_each_run_again_alone(tmp_path, mo
     with pytest.raises(algorithm.DivergenceError, match="step 3 of 20"):
         permutation.run_figure(8, tmp_path, devices=jax.devices()[:1])
     assert calls == [[0.1, 0.3, 1.0, 3.0], [0.1]]
+    folders.clear()  # another seed's pairs go into the -seed<k> folders the results chapter reads
+    fail_alone = False
+    permutation.run_figure(8, tmp_path, seed=2, devices=jax.devices()[:1])
+    assert folders[:4] == [r.folder(2) for r in permutation.FIGURES[8].runs] and folders[0] == (
+        "mlp-mnist-temperature0.1-seed2")
 
 
 def test_mnist32_is_mnist_with_a_border_of_zeros():

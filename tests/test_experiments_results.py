@@ -1,6 +1,7 @@
 """Tests of wvi.experiments.results: run status from result files, and each figure's claim on made-up barriers."""
 import json
 
+import numpy as np
 import pytest
 
 from wvi.experiments import permutation, results
@@ -8,15 +9,25 @@ from wvi.experiments.permutation import FIGURES
 
 
 def write(root, run, naive, aligned, folder=None, **changed):
-    """A result file of `run` (in `folder`, default the run's name) with the given test (and train) barriers and
-    config fields changed."""
+    """A result file of `run` (in `folder`, default the run's folder for its seed) with the given test (and train)
+    barriers and config fields changed."""
     config = {**run.config._asdict(), "seed": 0, **changed}
     record = dict.fromkeys(permutation.RESULT_KEYS)
     record.update(schema=permutation.SCHEMA, preset=run.preset, config=config, device="cpu", replica_devices=1,
                   seconds={"wall": 90.0}, barriers={"naive": {"train": naive, "test": naive},
                                                     "aligned": {"train": aligned, "test": aligned}})
-    (root / (folder or run.name)).mkdir(parents=True)
-    (root / (folder or run.name) / "result.json").write_text(json.dumps(record))
+    folder = folder or run.folder(config["seed"])
+    (root / folder).mkdir(parents=True)
+    (root / folder / "result.json").write_text(json.dumps(record))
+
+
+JITTER = (0.0, 0.01, -0.01)  # three pairs of a run: its barriers, and ±0.01
+
+
+def write_pairs(root, run, naive, aligned, pairs=3, **changed):
+    """`pairs` replica pairs of `run` (seeds 0, 1, ...), their barriers spread by `JITTER`."""
+    for seed in range(pairs):
+        write(root, run, naive + JITTER[seed], aligned + JITTER[seed], seed=seed, **changed)
 
 
 def test_status_full_reduced_missing(tmp_path):
@@ -30,6 +41,7 @@ def test_status_full_reduced_missing(tmp_path):
     assert results.describe(statuses[1]).startswith("reduced: steps 1000 (full: 100000), num_samples 8 (full: 128)")
     assert results.describe(statuses[2]) == "not yet run"
     assert results.command(4) == "python -m wvi.experiments.permutation --figure 4 --out results/permutation"
+    assert results.command(4, seed=2).endswith("--out results/permutation --seed 2")
     (tmp_path / resnet.name).mkdir()
     (tmp_path / resnet.name / "result.json").write_text(json.dumps({"schema": 1}))
     with pytest.raises(ValueError, match="not a result of schema"):
@@ -38,39 +50,81 @@ def test_status_full_reduced_missing(tmp_path):
 
 @pytest.mark.parametrize("good", [True, False])
 def test_each_figure_claim(tmp_path, good):
+    """Each figure's rule on three made-up pairs per run, the claim well clear of the pairs' spread (±0.01) one
+    way or the other."""
     fig = {n: tmp_path / str(n) for n in FIGURES}
     # Fig. 4: aligned below a quarter of naive
     for r in FIGURES[4].runs:
-        write(fig[4], r, 1.0, 0.1 if good else 0.3)
+        write_pairs(fig[4], r, 1.0, 0.1 if good else 0.3)
     # Fig. 5: aligned falls with width (MLP runs only: the ResNet runs are missing)
     for i, r in enumerate(FIGURES[5].runs[:5]):
-        write(fig[5], r, 1.0, 0.5 - 0.1 * i if good else 0.1 * i)
+        write_pairs(fig[5], r, 1.0 - 0.1 * i if good else 1.0, 0.5 - 0.1 * i if good else 0.1 * i)
     # Fig. 7: naive falls with the prior variance, aligned flat
     for i, r in enumerate(FIGURES[7].runs[:3]):
-        write(fig[7], r, 1.0 - 0.3 * i, 0.05 if good else 0.05 + 0.4 * i)
-    # Fig. 8: coldest aligned at most T = 1's
+        write_pairs(fig[7], r, 1.0 - 0.3 * i if good else 1.0, 0.05 if good else 0.05 + 0.4 * i)
+    # Fig. 8: the coldest run's aligned barrier below the warmest's
     for r in FIGURES[8].runs:
         t = r.config.temperature
-        write(fig[8], r, 1.0, 0.02 * t if good else 0.1 / t)
-    # Fig. 9: MAP at most VI at the widest width both ran (x4 here)
+        write_pairs(fig[8], r, 1.0, 0.02 * t if good else 0.1 / t)
+    # Fig. 9: MAP below VI at the widest width both ran (x4 here)
     for r in FIGURES[9].runs:
         if r.config.width <= 4:
-            write(fig[9], r, 1.0, (0.1 if r.config.method == "vi" else 0.05) if good else (0.05 if r.config.method == "vi" else 0.1))
+            write_pairs(fig[9], r, 1.0, (0.1 if r.config.method == "vi" else 0.05) if good else
+                        (0.05 if r.config.method == "vi" else 0.1))
     # Fig. 11: LayerNorm below FRN
     for r in FIGURES[11].runs:
-        write(fig[11], r, 1.0, (0.05 if r.config.norm == "layernorm" else 0.1) if good else 0.1)
+        write_pairs(fig[11], r, 1.0, (0.05 if good else 0.15) if r.config.norm == "layernorm" else 0.1)
     for n in FIGURES:
-        measured, holds = results.figure_check(n, results.figure_status(fig[n], n))
-        assert holds is good, (n, measured)
-    assert "width ×4" in results.figure_check(9, results.figure_status(fig[9], 9))[0]
+        measured, verdict = results.figure_check(n, results.figure_pairs(fig[n], n))
+        assert verdict == ("reproduced" if good else "not reproduced"), (n, measured)
+        assert measured.endswith("(test barriers, mean ± sd over 3 pairs per run)"), measured
+    assert "width ×4" in results.figure_check(9, results.figure_pairs(fig[9], 9))[0]
+    # Fig. 4's one run of a kind, every other made-up pair fine: "partly reproduced"
+    write(fig[4], FIGURES[4].runs[0], 1.0, 0.5, seed=3)
+    assert results.figure_check(4, results.figure_pairs(fig[4], 4))[1] == (
+        "partly reproduced" if good else "not reproduced")
+
+
+def test_a_trend_within_the_pairs_spread_is_not_testable_and_one_pair_decides_nothing(tmp_path):
+    """Fig. 8: the warm run's aligned barrier higher by less than three standard errors of the change (the pairs
+    spread by ±0.01, s.e. of the change 0.008) is "not testable at this scale"; with one pair per run there is
+    no verdict, only what the pair measures."""
+    cold, _, _, warm = FIGURES[8].runs
+    write_pairs(tmp_path, cold, 1.0, 0.020)
+    write_pairs(tmp_path, warm, 1.0, 0.030)
+    measured, verdict = results.figure_check(8, results.figure_pairs(tmp_path, 8))
+    assert verdict == "not testable at this scale", measured
+    write_pairs(tmp_path / "far", cold, 1.0, 0.020)
+    write_pairs(tmp_path / "far", warm, 1.0, 0.060)
+    assert results.figure_check(8, results.figure_pairs(tmp_path / "far", 8))[1] == "reproduced"
+    write(tmp_path / "one", cold, 1.0, 0.02)
+    write(tmp_path / "one", warm, 1.0, 0.06)
+    measured, verdict = results.figure_check(8, results.figure_pairs(tmp_path / "one", 8))
+    assert verdict is None and measured == ("mlp-mnist: aligned 0.020 at T = 0.1 vs 0.060 at T = 3 (test barriers, "
+                                            "mean ± sd over 1 pair per run); a verdict needs 3 pairs per run")
+
+
+def test_figure_verdict_needs_every_run_with_three_full_scale_pairs(tmp_path):
+    cold, t03, t1, warm = FIGURES[8].runs
+    for r in FIGURES[8].runs:
+        write_pairs(tmp_path, r, 1.0, 0.02 * r.config.temperature)
+    assert results.figure_verdict(8, results.figure_pairs(tmp_path, 8))[0] == "reproduced"
+    (tmp_path / t03.folder(2) / "result.json").unlink()  # a run with two pairs: no verdict yet
+    verdict, measured = results.figure_verdict(8, results.figure_pairs(tmp_path, 8))
+    assert verdict == "not yet run" and measured.startswith("4 of 4 runs, full scale: ") and measured.endswith(
+        "; at that budget: reproduced")
+    for r in FIGURES[8].runs:  # the same at a reduced budget
+        write_pairs(tmp_path / "reduced", r, 1.0, 0.02 * r.config.temperature, steps=1000)
+    verdict, measured = results.figure_verdict(8, results.figure_pairs(tmp_path / "reduced", 8))
+    assert verdict == "not yet run" and measured.startswith("4 of 4 runs, reduced budget: ")
 
 
 def test_figure_claims_say_when_nothing_can_be_compared(tmp_path):
-    assert results.figure_check(5, results.figure_status(tmp_path, 5)) == ("no results", None)
+    assert results.figure_check(5, results.figure_pairs(tmp_path, 5)) == ("no results", None)
     write(tmp_path, FIGURES[11].runs[0], 1.0, 0.1)
-    assert results.figure_check(11, results.figure_status(tmp_path, 11))[1] is None
+    assert results.figure_check(11, results.figure_pairs(tmp_path, 11))[1] is None
     write(tmp_path, FIGURES[9].runs[0], 1.0, 0.1)
-    assert results.figure_check(9, results.figure_status(tmp_path, 9)) == ("no width with both VI and MAP runs", None)
+    assert results.figure_check(9, results.figure_pairs(tmp_path, 9)) == ("no width with both VI and MAP runs", None)
 
 
 def test_default_root_and_curves(tmp_path):
@@ -110,34 +164,64 @@ def test_plot_figure_draws_what_is_there(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    assert results.plot_figure(8, results.figure_status(tmp_path, 8)) is None
+    assert results.plot_figure(8, results.figure_pairs(tmp_path, 8)) is None
     for r in FIGURES[8].runs[:3]:
         write(tmp_path, r, 1.0, 0.1, steps=100)
-    fig = results.plot_figure(8, results.figure_status(tmp_path, 8))
+    fig = results.plot_figure(8, results.figure_pairs(tmp_path, 8))
     (ax,) = fig.axes
     assert ax.get_title() == "mlp-mnist (reduced)" and len(ax.lines[0].get_xdata()) == 3
     plt.close(fig)
     write(tmp_path, FIGURES[11].runs[0], 1.0, 0.1)
-    fig = results.plot_figure(11, results.figure_status(tmp_path, 11))
+    fig = results.plot_figure(11, results.figure_pairs(tmp_path, 11))
     assert [a.get_title() for a in fig.axes] == ["train", "test"]
     assert [t.get_text() for t in fig.axes[1].texts] == ["not run", "not run"]
+    plt.close(fig)
+    # three pairs per point: the sweep and the bars show their mean ± sd; a point with fewer seeds than the others
+    # makes the sweep use the seeds every point has (two here)
+    for r in FIGURES[8].runs:
+        write_pairs(tmp_path / "pairs", r, 1.0, 0.1)
+    fig = results.plot_figure(8, results.figure_pairs(tmp_path / "pairs", 8))
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "naive (mean ± sd of 3)", "aligned (mean ± sd of 3)"]
+    plt.close(fig)
+    fig = results.plot_figure(4, results.figure_pairs(tmp_path / "pairs", 4))
+    assert fig.axes[0].get_legend().get_texts()[0].get_text() == "naive (mean ± sd of the pairs)"
+    np.testing.assert_allclose([b.get_height() for b in fig.axes[1].containers[0]], [1.0, 0.0, 0.0])  # mlp-mnist: T = 1's run
+    plt.close(fig)
+    (tmp_path / "pairs" / FIGURES[8].runs[0].folder(2) / "result.json").unlink()
+    fig = results.plot_figure(8, results.figure_pairs(tmp_path / "pairs", 8))
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "naive (mean ± sd of 2)", "aligned (mean ± sd of 2)"]
     plt.close(fig)
 
 
 def test_mixed_budgets_foreign_configs_and_temperature_ends(tmp_path):
     t01, t03, t1, t3 = FIGURES[8].runs
-    write(tmp_path, t1, 1.0, 0.01)
-    write(tmp_path, t3, 1.0, 0.02)
+    write_pairs(tmp_path, t1, 1.0, 0.01)
+    write_pairs(tmp_path, t3, 1.0, 0.02)
     # T = 1 and T = 3 only: no cold run, nothing to compare (not T = 1 against itself)
-    assert results.figure_check(8, results.figure_status(tmp_path, 8)) == (
+    assert results.figure_check(8, results.figure_pairs(tmp_path, 8)) == (
         "needs a cold (T < 1) and a warm (T > 1) run of one model", None)
-    write(tmp_path, t01, 1.0, 0.005, steps=1000)
-    measured, holds = results.figure_check(8, results.figure_status(tmp_path, 8))
-    assert holds is None and measured == "runs of 2 different budgets; not compared"
-    write(tmp_path / "b", t01, 1.0, 0.005)
-    write(tmp_path / "b", t3, 1.0, 0.02)
-    assert results.figure_check(8, results.figure_status(tmp_path / "b", 8)) == (
-        "mlp-mnist: aligned 0.005 at T = 0.1 vs 0.020 at T = 3", True)
+    # pairs of another budget are left out (and named): the budget most pairs share is compared
+    write_pairs(tmp_path, t01, 1.0, 0.005, steps=1000)
+    assert results.figure_check(8, results.figure_pairs(tmp_path, 8)) == (
+        "needs a cold (T < 1) and a warm (T > 1) run of one model", None)
+    w128, w256, _, w1024 = FIGURES[5].runs[:4]
+    write_pairs(tmp_path / "w", w128, 1.0, 0.2)
+    write_pairs(tmp_path / "w", w1024, 1.0, 0.1)
+    write_pairs(tmp_path / "w", w256, 1.0, 0.9, steps=1000)
+    measured, verdict = results.figure_check(5, results.figure_pairs(tmp_path / "w", 5))
+    assert verdict == "partly reproduced" and measured.startswith("mlp-mnist: aligned 0.200 ± 0.010 → 0.100 ± 0.010")
+    assert measured.endswith("; left out, at another budget: mlp-mnist-width256, mlp-mnist-width256-seed1, "
+                             "mlp-mnist-width256-seed2")
+    w512 = FIGURES[5].runs[2]
+    write(tmp_path / "w", w512, 1.0, 0.9, seed=5, steps=1000)  # 4 reduced pairs against 6 full
+    write(tmp_path / "w", w512, 1.0, 0.9, seed=6, steps=1000)
+    write(tmp_path / "w", w512, 1.0, 0.9, seed=7, steps=1000)  # 6 against 6: the most steps (full scale) win
+    assert results.figure_check(5, results.figure_pairs(tmp_path / "w", 5))[0].startswith("mlp-mnist: aligned 0.200")
+    write(tmp_path / "w", w512, 1.0, 0.9, seed=8, steps=1000)  # 7 against 6: the reduced ones (256 and 512)
+    assert results.figure_check(5, results.figure_pairs(tmp_path / "w", 5))[0].startswith(
+        "mlp-mnist: aligned 0.900 ± 0.010 → 0.900 ± 0.000, naive 1.000 ± 0.010 → 1.000 ± 0.000 (width 256 → 512)")
     # a file of another experiment in a run's folder is an error, not a "reduced" run
     write(tmp_path / "c", t03, 1.0, 0.01, data="digits", steps=10)
     with pytest.raises(ValueError, match="differs from run mlp-mnist-temperature0.3 in data, not only in its budget"):
@@ -146,10 +230,10 @@ def test_mixed_budgets_foreign_configs_and_temperature_ends(tmp_path):
 
 def test_fig5_needs_the_mlp_naive_barrier_to_fall_too(tmp_path):
     narrow, *_, wide = FIGURES[5].runs[:5]
-    write(tmp_path, narrow, 1.0, 0.2)
-    write(tmp_path, wide, 1.5, 0.1)  # aligned falls, naive rises
-    measured, holds = results.figure_check(5, results.figure_status(tmp_path, 5))
-    assert holds is False and "naive 1.000 → 1.500" in measured
+    write_pairs(tmp_path, narrow, 1.0, 0.2)
+    write_pairs(tmp_path, wide, 1.5, 0.1)  # aligned falls, naive rises
+    measured, verdict = results.figure_check(5, results.figure_pairs(tmp_path, 5))
+    assert verdict == "partly reproduced" and "naive 1.000 ± 0.010 → 1.500 ± 0.010" in measured
 
 
 def test_fig9_overlays_vi_and_map(tmp_path):
@@ -161,7 +245,7 @@ def test_fig9_overlays_vi_and_map(tmp_path):
     for r in FIGURES[9].runs:
         if r.config.width <= 2:
             write(tmp_path, r, 1.0, 0.1)
-    fig = results.plot_figure(9, results.figure_status(tmp_path, 9))
+    fig = results.plot_figure(9, results.figure_pairs(tmp_path, 9))
     (ax,) = fig.axes
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["VI, aligned", "MAP, weight matching"]
     plt.close(fig)
@@ -174,7 +258,6 @@ def test_committed_result_files_are_well_formed():
     import math
     from pathlib import Path
 
-    import numpy as np
 
     root = Path(__file__).resolve().parents[1] / "results" / "permutation"
     paths = sorted(root.glob("*/result.json"))
@@ -228,3 +311,19 @@ def test_alignment_times_need_three_pairs_and_every_method(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="point 'mlp-64' has no 'map' times"):
         results.load_alignment_times(tmp_path / "a.json")
+
+
+def test_pair_summary_reads_every_pair(tmp_path):
+    run = FIGURES[4].runs[0]
+    for seed, accuracy in enumerate((0.90, 0.92, 0.94)):
+        write(tmp_path, run, 1.0 + 0.1 * seed, 0.02, seed=seed)
+        path = tmp_path / run.folder(seed) / "result.json"
+        record = json.loads(path.read_text())
+        record["accuracy"] = {"q0": {"test": accuracy}, "q1": {"test": accuracy + 0.01}}
+        path.write_text(json.dumps(record))
+    pairs = results.figure_pairs(tmp_path, 4)[0]
+    assert results.pair_summary(pairs) == {"pairs": 3, "test accuracy": pytest.approx(0.925),
+                                           "barrier naive": "1.100 ± 0.100", "barrier aligned": "0.020 ± 0.000"}
+    assert results.pair_summary(pairs[:1])["barrier naive"] == "1.000"
+    with pytest.raises(ValueError, match="at least one pair"):
+        results.pair_summary([])

@@ -406,15 +406,25 @@ def plane_slice(ax, xs, ys, values, points: dict, levels: int = 20, cmap: str = 
     return mappable
 
 
-def barrier_bars(ax, names: Sequence[str], naive: Sequence[float], aligned: Sequence[float], split: str = "test"):
-    """Grouped bars of the naive and aligned barriers of several runs (Rossi et al.'s Figs. 4 and 11); a missing
-    run (NaN) leaves an empty slot labelled "not run"."""
+def barrier_bars(ax, names: Sequence[str], naive: Sequence, aligned: Sequence, split: str = "test"):
+    """Grouped bars of the naive and aligned barriers of several runs (Rossi et al.'s Figs. 4 and 11), each run
+    given as one value or as the values of its replica pairs: a bar at their mean, with ±1 sd and each pair as a
+    small dot when there are two or more; a missing run (NaN) leaves an empty slot labelled "not run"."""
     x = np.arange(len(names))
     for offset, (label, values) in zip((-0.2, 0.2), (("naive", naive), ("aligned", aligned))):
-        values = np.asarray(values, float)
-        ax.bar(x + offset, np.nan_to_num(values), width=0.4, color=color(label), label=label)
-        for xi in x[np.isnan(values)]:
-            ax.text(xi + offset, 0, "not run", rotation=90, ha="center", va="bottom", fontsize=8)
+        runs = [np.atleast_1d(np.asarray(v, float)) for v in values]
+        means = np.array([r.mean() for r in runs])
+        sds = np.array([r.std(ddof=1) if r.size > 1 else np.nan for r in runs])
+        several = ~np.isnan(sds)
+        ax.bar(x + offset, np.nan_to_num(means), width=0.4, color=color(label),
+               label=label + (" (mean ± sd of the pairs)" if several.any() else ""))
+        if several.any():
+            ax.errorbar((x + offset)[several], means[several], yerr=sds[several], fmt="none", ecolor="0.2", capsize=3)
+            for xi, r in zip(x + offset, runs):
+                if r.size > 1:
+                    ax.plot(np.full(r.size, xi), r, ".", color="0.2", alpha=0.5, ms=4)
+        for xi in (x + offset)[np.isnan(means)]:
+            ax.text(xi, 0, "not run", rotation=90, ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, names, rotation=20, ha="right")
     ax.set_ylabel(f"{split} barrier (nats / point)")
     ax.legend()

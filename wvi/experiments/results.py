@@ -2,10 +2,11 @@
 
 Each run of a figure lives in `<root>/<run name>/result.json`. `run_status` says whether it is there and at which
 scale: "full" when its config is the figure's (Table 1's budget), "reduced" when some fields differ (a smaller
-budget, e.g. on CPU; the differences are listed), "missing" when there is no file. `figure_check` evaluates the
-paper's claim for a figure on whatever runs are there; `figure_verdict` turns it into the ledger's verdict:
-"reproduced" or "not reproduced" only when every run of the figure is there at full scale, "not yet run"
-otherwise. Seed k > 0 of a run lives in `<run name>-seed<k>/` (`seed_statuses`, `committed_runs`).
+budget, e.g. on CPU; the differences are listed), "missing" when there is no file. Seed k > 0 of a run, another
+independent replica pair, lives in `<run name>-seed<k>/` (`seed_statuses`, `committed_runs`); `figure_pairs` gives
+every seed of each run of a figure. `figure_check` evaluates the paper's claim for a figure on the pairs there,
+with a verdict only where each run has `MIN_PAIRS` pairs; `figure_verdict` turns it into the ledger's verdict,
+decided only when every run of the figure is there at full scale from `MIN_PAIRS` seeds, "not yet run" otherwise.
 
 Fig. A14's alignment times come from another file, `results/align-timing/fig-a14.json`, written by
 `benchmarks/align_widths.py`: `load_alignment_times` reads it, `alignment_table` tabulates it and
@@ -20,9 +21,9 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from wvi.barrier import BarrierCurve, barrier_from_losses
+from wvi.barrier import BarrierCurve, barrier_from_losses, trend_verdict
 from wvi.experiments.permutation import FIGURES, RESULT_KEYS, SCHEMA, Run
-from wvi.report import book_root
+from wvi.report import book_root, verdict_of
 
 
 class RunStatus(NamedTuple):
@@ -98,9 +99,10 @@ def describe(status: RunStatus) -> str:
     return f"reduced: {diffs} ({where})"
 
 
-def command(number: int, root: str = "results/permutation") -> str:
-    """The command that (re)generates Fig. `number`'s runs."""
-    return f"python -m wvi.experiments.permutation --figure {number} --out {root}"
+def command(number: int, root: str = "results/permutation", seed: int = 0) -> str:
+    """The command that (re)generates Fig. `number`'s runs from `seed` (one replica pair per run; a verdict needs
+    `MIN_PAIRS` seeds, 0, 1 and 2)."""
+    return f"python -m wvi.experiments.permutation --figure {number} --out {root}" + (f" --seed {seed}" if seed else "")
 
 
 def default_root(start=None) -> Optional[Path]:
@@ -120,11 +122,12 @@ def curve(status: RunStatus, label: str, split: str = "test") -> BarrierCurve:
     return BarrierCurve(taus, losses, *barrier_from_losses(taus, losses))
 
 
-def _by_preset(statuses: list) -> dict:
+def _by_preset(pairs: list) -> dict:
+    """{preset: [pairs of each of its runs there]} of `figure_pairs`' lists, in the figure's order."""
     groups: dict = {}
-    for s in statuses:
-        if s.record is not None:
-            groups.setdefault(s.run.preset, []).append(s)
+    for p in pairs:
+        if p:
+            groups.setdefault(p[0].run.preset, []).append(p)
     return groups
 
 
@@ -136,109 +139,191 @@ def _budget(status: RunStatus) -> tuple:
     return tuple(sorted((k, ran) for k, (ran, _) in status.differences.items()))
 
 
-def figure_check(number: int, statuses: list) -> tuple[str, Optional[bool]]:
-    """(what was measured, whether the paper's claim for Fig. `number` holds on the runs there), using the test
-    barriers; (message, None) when the runs needed for the comparison are not there, or when the runs there were
-    trained on different budgets (a comparison across budgets says nothing). The claims, one per figure::
+MIN_PAIRS = 3
+"""The independent replica pairs (seeds) a run needs before a figure's claim is decided on it."""
 
-      4: every run's aligned barrier is below a quarter of its naive one (train and test);
-      5: for each model, the aligned barrier of the widest run is at most that of the narrowest; for the MLP the
-         naive barrier too;
-      7: for each model, the naive barrier falls from the smallest to the largest prior variance, and the aligned
-         barriers vary less over the variances than the naive ones;
-      8: the aligned barrier of the coldest run (T < 1) is at most that of the warmest (T > 1);
-      9: at the widest width both methods ran, MAP's aligned barrier is at most VI's;
-      11: the LayerNorm run's aligned barrier is below the FRN run's.
+
+def figure_pairs(root, number: int) -> list:
+    """The committed replica pairs of every run of Fig. `number`, in the figure's order: for each run, the
+    `RunStatus` of each seed whose result is under `root` (`seed_statuses`; an empty list for a run not yet run)."""
+    return [[s for s in seed_statuses(root, r) if s.record is not None] for r in FIGURES[number].runs]
+
+
+def _values(pairs: list, label: str, split: str = "test") -> np.ndarray:
+    return np.array([barrier(s, label, split) for s in pairs])
+
+
+def _mean_sd(values: np.ndarray) -> str:
+    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if values.size > 1 else _fmt(values[0])
+
+
+def _combine(verdicts: list) -> str:
+    """One verdict from several parts of a figure's claim: the common one; any "reproduced" among others →
+    "partly reproduced"; else any "not reproduced" → "not reproduced"."""
+    if len(set(verdicts)) == 1:
+        return verdicts[0]
+    return "partly reproduced" if "reproduced" in verdicts else "not reproduced"
+
+
+def pair_summary(pairs: list) -> dict:
+    """One run's replica pairs (a list of its seeds' `RunStatus`) in a table row: the number of pairs, the mean
+    test accuracy of their 2n networks, and the naive and aligned test barriers as "mean ± sd" over the pairs (the
+    one value for a single pair)."""
+    if not pairs:
+        raise ValueError("pair_summary needs at least one pair")
+    accuracies = [s.record["accuracy"][q]["test"] for s in pairs for q in ("q0", "q1")]
+    return {"pairs": len(pairs), "test accuracy": float(np.mean(accuracies)),
+            "barrier naive": _mean_sd(_values(pairs, "naive")), "barrier aligned": _mean_sd(_values(pairs, "aligned"))}
+
+
+def _one_budget(there: list) -> tuple[list, list]:
+    """The pairs of one budget (`_budget`) out of `there` (lists of a run's pairs), and the folders of the pairs
+    left out: a comparison across budgets says nothing. The budget kept is the one most pairs share; between
+    budgets with as many pairs, the one with the most training steps."""
+    count: dict = {}
+    for p in there:
+        for s in p:
+            count[_budget(s)] = count.get(_budget(s), 0) + 1
+    kept = max(count, key=lambda b: (count[b], dict(b).get("steps", float("inf"))))
+    left_out = [s.run.folder(s.record["config"]["seed"]) for p in there for s in p if _budget(s) != kept]
+    return [q for q in ([s for s in p if _budget(s) == kept] for p in there) if q], left_out
+
+
+def figure_check(number: int, pairs: list) -> tuple[str, Optional[str]]:
+    """(what was measured, the verdict on the paper's claim for Fig. `number`) from the test barriers of the
+    replica pairs there (`figure_pairs`: for each run, its seeds' statuses). The verdict is None when the runs the
+    comparison needs are not there, or when one of them has fewer than `MIN_PAIRS` pairs (what they measure is
+    still described). Pairs trained on different budgets are not compared: only the pairs of the budget most of
+    them share are used (`_one_budget`), and the others are named. One rule per figure, on the pairs of each run
+    (k = 3 standard errors, `wvi.barrier`)::
+
+      4: each pair's aligned barrier is below a quarter of its naive one, train and test: all pairs → "reproduced",
+         none → "not reproduced", some → "partly reproduced";
+      5: for each model, `trend_verdict` (falls) of the aligned barrier from the narrowest to the widest run; for
+         the MLP the naive barrier's too;
+      7: for each model, two parts: `trend_verdict` (falls) of the naive barrier from the smallest to the largest
+         prior variance, and whether the aligned barriers' means vary less over the variances than the naive ones';
+      8: `trend_verdict` (rises) of the aligned barrier from the coldest run (T < 1) to the warmest (T > 1);
+      9: at the widest width both methods ran, `trend_verdict` (falls) from VI's aligned barrier to MAP's;
+      11: `trend_verdict` (falls) from the FRN run's aligned barrier to the LayerNorm run's.
+
+    `trend_verdict` says "not testable at this scale" when a change is within 3 standard errors; the parts of a
+    figure's claim combine by `_combine`.
     """
-    there = [s for s in statuses if s.record is not None]
+    there = [p for p in pairs if p]
     if not there:
         return "no results", None
-    budgets = {_budget(s) for s in there}
-    if len(budgets) > 1:
-        return f"runs of {len(budgets)} different budgets; not compared", None
+    there, left_out = _one_budget(there)
     x = FIGURES[number].x
+    used, parts, verdicts = [], [], []
     if number == 4:
-        parts = [f"{s.run.name} {_fmt(barrier(s, 'aligned'))} vs {_fmt(barrier(s, 'naive'))}" for s in there]
-        holds = all(barrier(s, "aligned", split) < barrier(s, "naive", split) / 4 for s in there for split in ("train", "test"))
-        return "aligned vs naive test barrier: " + "; ".join(parts), holds
-    if number in (5, 7, 8):
-        parts, holds = [], []
+        met = []
+        for p in there:
+            used.append(p)
+            parts.append(f"{p[0].run.name} {_mean_sd(_values(p, 'aligned'))} vs {_mean_sd(_values(p, 'naive'))}")
+            met += [barrier(s, "aligned", split) < barrier(s, "naive", split) / 4 for s in p for split in ("train", "test")]
+        measured, verdicts = "aligned vs naive test barrier: " + "; ".join(parts), [verdict_of(*met)]
+    elif number in (5, 7, 8):
         for preset, group in _by_preset(there).items():
-            group = sorted(group, key=lambda s: s.record["config"][x])
+            group = sorted(group, key=lambda p: p[0].record["config"][x])
             if len(group) < 2:
                 continue
             lo, hi = group[0], group[-1]
-            xs = f"{x} {lo.record['config'][x]:g} → {hi.record['config'][x]:g}"
-            aligned = [barrier(s, "aligned") for s in group]
-            naive = [barrier(s, "naive") for s in group]
+            x_lo, x_hi = lo[0].record["config"][x], hi[0].record["config"][x]
+            if number == 8 and not x_lo < 1 < x_hi:
+                continue
+            used += [lo, hi] if number != 7 else group
+            aligned = [_values(p, "aligned") for p in (lo, hi)]
+            naive = [_values(p, "naive") for p in (lo, hi)]
             if number == 5:
-                parts.append(f"{preset}: aligned {_fmt(aligned[0])} → {_fmt(aligned[-1])}, naive {_fmt(naive[0])} → "
-                             f"{_fmt(naive[-1])} ({xs})")
-                holds.append(aligned[-1] <= aligned[0] and (naive[-1] <= naive[0] or not preset.startswith("mlp")))
+                parts.append(f"{preset}: aligned {_mean_sd(aligned[0])} → {_mean_sd(aligned[1])}, naive "
+                             f"{_mean_sd(naive[0])} → {_mean_sd(naive[1])} ({x} {x_lo:g} → {x_hi:g})")
+                if min(len(lo), len(hi)) >= MIN_PAIRS:
+                    verdicts.append(trend_verdict(*aligned))
+                    if preset.startswith("mlp"):
+                        verdicts.append(trend_verdict(*naive))
             elif number == 7:
-                parts.append(f"{preset}: naive {_fmt(naive[0])} → {_fmt(naive[-1])}, aligned range "
-                             f"{_fmt(max(aligned) - min(aligned))} vs naive range {_fmt(max(naive) - min(naive))} ({xs})")
-                holds.append(naive[-1] < naive[0] and max(aligned) - min(aligned) < max(naive) - min(naive))
+                means = {label: [_values(p, label).mean() for p in group] for label in ("naive", "aligned")}
+                ranges = {label: max(m) - min(m) for label, m in means.items()}
+                parts.append(f"{preset}: naive {_mean_sd(naive[0])} → {_mean_sd(naive[1])}, aligned range "
+                             f"{_fmt(ranges['aligned'])} vs naive range {_fmt(ranges['naive'])} of the means "
+                             f"({x} {x_lo:g} → {x_hi:g})")
+                if min(len(p) for p in group) >= MIN_PAIRS:
+                    verdicts.append(trend_verdict(*naive))
+                    verdicts.append("reproduced" if ranges["aligned"] < ranges["naive"] else "not reproduced")
             else:
-                t_lo, t_hi = lo.record["config"][x], hi.record["config"][x]
-                if not t_lo < 1 < t_hi:
-                    continue
-                parts.append(f"{preset}: aligned {_fmt(aligned[0])} at T = {t_lo:g} vs {_fmt(aligned[-1])} at T = {t_hi:g}")
-                holds.append(aligned[0] <= aligned[-1])
+                parts.append(f"{preset}: aligned {_mean_sd(aligned[0])} at T = {x_lo:g} vs {_mean_sd(aligned[1])} "
+                             f"at T = {x_hi:g}")
+                if min(len(lo), len(hi)) >= MIN_PAIRS:
+                    verdicts.append(trend_verdict(*aligned, falls=False))
         if not parts:
             return ("needs a cold (T < 1) and a warm (T > 1) run of one model" if number == 8
                     else "fewer than two runs of any model"), None
-        return "; ".join(parts), all(holds)
-    if number == 9:
+        measured = "; ".join(parts)
+    elif number == 9:
         widths = {}
-        for s in there:
-            widths.setdefault(s.record["config"]["width"], {})[s.record["config"]["method"]] = s
+        for p in there:
+            widths.setdefault(p[0].record["config"]["width"], {})[p[0].record["config"]["method"]] = p
         both = sorted(w for w, m in widths.items() if {"vi", "map"} <= set(m))
         if not both:
             return "no width with both VI and MAP runs", None
         w = both[-1]
-        vi, map_ = barrier(widths[w]["vi"], "aligned"), barrier(widths[w]["map"], "aligned")
-        return f"width ×{w}: aligned MAP {_fmt(map_)} vs VI {_fmt(vi)}", map_ <= vi
-    if number == 11:
-        norms = {s.record["config"]["norm"]: s for s in there}
+        vi, map_ = widths[w]["vi"], widths[w]["map"]
+        used += [vi, map_]
+        measured = (f"width ×{w}: aligned MAP {_mean_sd(_values(map_, 'aligned'))} vs VI "
+                    f"{_mean_sd(_values(vi, 'aligned'))}")
+        if min(len(vi), len(map_)) >= MIN_PAIRS:
+            verdicts.append(trend_verdict(_values(vi, "aligned"), _values(map_, "aligned")))
+    elif number == 11:
+        norms = {p[0].record["config"]["norm"]: p for p in there}
         if set(norms) != {"frn", "layernorm"}:
             return "needs both the FRN and the LayerNorm run", None
-        ln, frn = barrier(norms["layernorm"], "aligned"), barrier(norms["frn"], "aligned")
-        return f"aligned LayerNorm {_fmt(ln)} vs FRN {_fmt(frn)}", ln < frn
-    raise ValueError(f"unknown figure {number}; expected one of {', '.join(map(str, FIGURES))}")
+        ln, frn = norms["layernorm"], norms["frn"]
+        used += [ln, frn]
+        measured = f"aligned LayerNorm {_mean_sd(_values(ln, 'aligned'))} vs FRN {_mean_sd(_values(frn, 'aligned'))}"
+        if min(len(ln), len(frn)) >= MIN_PAIRS:
+            verdicts.append(trend_verdict(_values(frn, "aligned"), _values(ln, "aligned")))
+    else:
+        raise ValueError(f"unknown figure {number}; expected one of {', '.join(map(str, FIGURES))}")
+    counts = sorted({len(p) for p in used})
+    measured += f" (test barriers, mean ± sd over {'–'.join(map(str, counts))} pair{'s' * (counts[-1] > 1)} per run)"
+    if left_out:
+        measured += f"; left out, at another budget: {', '.join(left_out)}"
+    if min(counts) < MIN_PAIRS:
+        return measured + f"; a verdict needs {MIN_PAIRS} pairs per run", None
+    return measured, _combine(verdicts)
 
 
-def figure_verdict(number: int, statuses: list) -> tuple[str, str]:
+def figure_verdict(number: int, pairs: list) -> tuple[str, str]:
     """(verdict, measured) of Fig. `number` for the reproduction ledger, the rule the results chapter and
-    `tests/test_defects_part5.py` share: "not yet run" unless every run of the figure is there at full scale (what
-    the runs there measure goes in `measured`); at full scale, `wvi.report.verdict_of` of `figure_check`'s
-    comparison ("reproduced" or "not reproduced")."""
-    from wvi.report import verdict_of
-
-    measured, holds = figure_check(number, statuses)
-    there = [s for s in statuses if s.record is not None]
-    if holds is None or not statuses or any(s.scale != "full" for s in statuses):
+    `tests/test_defects_part5.py` share: "not yet run" unless every run of the figure has `MIN_PAIRS` pairs there
+    at full scale (what the pairs there measure, and `figure_check`'s verdict on them, go in `measured`); then
+    `figure_check`'s verdict."""
+    measured, verdict = figure_check(number, pairs)
+    there = [s for p in pairs for s in p]
+    if verdict is None or any(len(p) < MIN_PAIRS for p in pairs) or any(s.scale != "full" for s in there):
         scale = "full scale" if there and all(s.scale == "full" for s in there) else "reduced budget"
-        so_far = f"{len(there)} of {len(statuses)} runs, {scale}: {measured}" if there else "no runs committed"
-        return "not yet run", so_far
-    return verdict_of(holds), measured
+        runs = sum(bool(p) for p in pairs)
+        so_far = f"{runs} of {len(pairs)} runs, {scale}: {measured}" if there else "no runs committed"
+        return "not yet run", so_far + (f"; at that budget: {verdict}" if verdict else "")
+    return verdict, measured
 
 
-def plot_figure(number: int, statuses: list, split: str = "test"):
-    """Rossi et al.'s Fig. `number` from the runs there: naive and aligned barriers as bars per run, train and test
-    (Figs. 4 and 11), or against the swept setting on `split`, one panel per model (the others); a run not there is
-    marked "not run" or left out. Returns the matplotlib figure, or None when no run of the figure is there."""
+def plot_figure(number: int, pairs: list, split: str = "test"):
+    """Rossi et al.'s Fig. `number` from the replica pairs there (`figure_pairs`): naive and aligned barriers as
+    bars per run, train and test (Figs. 4 and 11), or against the swept setting on `split`, one panel per model
+    (the others); a run not there is marked "not run" or left out. A run with several pairs is drawn as their mean
+    with ±1 sd and each pair as a dot (on a sweep, over the seeds all its points have, when two or more; else seed
+    0's pair).
+    Returns the matplotlib figure, or None when no run of the figure is there."""
     import matplotlib.pyplot as plt
 
     from wvi import plot
 
     figure = FIGURES[number]
-    if all(s.record is None for s in statuses):
+    if not any(pairs):
         return None
-    nan = float("nan")
-
-    def pick(s, label, one_split=split):
-        return barrier(s, label, one_split) if s.record is not None else nan
+    statuses = [p[0] if p else RunStatus(r, "missing", None, {}) for p, r in zip(pairs, figure.runs)]
 
     def tag(s):
         return {"full": "", "reduced": " (reduced)", "missing": ""}[s.scale]
@@ -249,21 +334,34 @@ def plot_figure(number: int, statuses: list, split: str = "test"):
                                 sharey=True)
         for ax, one_split in zip(axes, ("train", "test")):
             plot.barrier_bars(ax, [s.run.name + tag(s) for s in statuses],
-                              [pick(s, "naive", one_split) for s in statuses],
-                              [pick(s, "aligned", one_split) for s in statuses], one_split)
+                              [_values(p, "naive", one_split) if p else np.nan for p in pairs],
+                              [_values(p, "aligned", one_split) if p else np.nan for p in pairs], one_split)
             ax.set_title(one_split)
         fig.suptitle(f"Fig. {number}: {figure.title}")
         fig.tight_layout()
         return fig
-    groups = _by_preset(statuses)
+
+    def sweep_values(group, label):  # points × common seeds, or one value per point (seed 0)
+        seeds = set.intersection(*({s.record["config"]["seed"] for s in p} for p in group))
+        if len(seeds) < 2:
+            return [barrier(p[0], label, split) for p in group]
+        return [[barrier(s, label, split) for s in p if s.record["config"]["seed"] in seeds] for p in group]
+
+    groups = _by_preset(pairs)
     if number == 9:  # the paper overlays aligned VI and aligned MAP against width
         fig, ax = plt.subplots(figsize=(5.0, 3.6))
         for preset, group in groups.items():
-            group = sorted(group, key=lambda s: s.record["config"]["width"])
-            label = "MAP" if group[0].record["config"]["method"] == "map" else "aligned"
-            ax.plot([s.record["config"]["width"] for s in group], [pick(s, "aligned") for s in group], marker="o",
-                    color=plot.color(label), label=f"{'MAP, weight matching' if label == 'MAP' else 'VI, aligned'}"
-                    + (" (reduced)" if any(s.scale == "reduced" for s in group) else ""))
+            group = sorted(group, key=lambda p: p[0].record["config"]["width"])
+            label = "MAP" if group[0][0].record["config"]["method"] == "map" else "aligned"
+            values = np.asarray(sweep_values(group, "aligned"), float)
+            text = ("MAP, weight matching" if label == "MAP" else "VI, aligned") + (
+                " (reduced)" if any(p[0].scale == "reduced" for p in group) else "")
+            widths = [p[0].record["config"]["width"] for p in group]
+            if values.ndim == 1:
+                ax.plot(widths, values, marker="o", color=plot.color(label), label=text)
+            else:
+                ax.errorbar(widths, values.mean(axis=1), yerr=values.std(axis=1, ddof=1), marker="o", capsize=3,
+                            color=plot.color(label), label=f"{text} (mean ± sd of {values.shape[1]})")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("width multiplier")
         ax.set_ylabel(f"{split} barrier (nats / point)")
@@ -273,10 +371,10 @@ def plot_figure(number: int, statuses: list, split: str = "test"):
         return fig
     fig, axes = plot.panels(len(groups), panel_size=(4.2, 3.4))
     for ax, (preset, group) in zip(axes, groups.items()):
-        group = sorted(group, key=lambda s: s.record["config"][figure.x])
-        reduced = any(s.scale == "reduced" for s in group)
-        plot.barrier_sweep(ax, [s.record["config"][figure.x] for s in group], [pick(s, "naive") for s in group],
-                           [pick(s, "aligned") for s in group], figure.x.replace("_", " "),
+        group = sorted(group, key=lambda p: p[0].record["config"][figure.x])
+        reduced = any(s.scale == "reduced" for p in group for s in p)
+        plot.barrier_sweep(ax, [p[0].record["config"][figure.x] for p in group], sweep_values(group, "naive"),
+                           sweep_values(group, "aligned"), figure.x.replace("_", " "),
                            preset + (" (reduced)" if reduced else ""))
     fig.suptitle(f"Fig. {number}: {figure.title}")
     fig.tight_layout()
