@@ -120,6 +120,12 @@ def test_verdict_rules_of_part5():
     assert barrier.standard_error([1.0, 2.0, 3.0]) == pytest.approx(1 / np.sqrt(3))
     assert barrier.above_zero([0.5, 0.6, 0.7]) and not barrier.above_zero([0.0, 0.05, 0.0])
     assert not barrier.above_zero([0.0, 0.0, 0.0])
+    # aligned_trend_verdict: nothing to fall when both ends are within k s.e. of zero; else trend_verdict
+    assert barrier.aligned_trend_verdict([0.0, 0.05, 0.0], [0.0, 0.0, 0.01]) == "not testable at this scale"
+    assert barrier.trend_verdict([0.0, 0.05, 0.0], [-0.2, -0.2, -0.21]) == "reproduced"  # a "fall" below zero
+    assert barrier.aligned_trend_verdict([0.0, 0.05, 0.0], [-0.2, -0.2, -0.21]) == "not testable at this scale"
+    assert barrier.aligned_trend_verdict([0.5, 0.6, 0.7], [0.0, 0.05, 0.0]) == "reproduced"
+    assert barrier.aligned_trend_verdict([0.0, 0.05, 0.0], [0.5, 0.6, 0.7], falls=False) == "reproduced"
     assert barrier.spread([1.0, 2.0, 3.0], 1) == "2.0 ± 1.0 (1.0–3.0, n = 3)"
     # paired_comparison: per-pair differences against k standard errors of their mean
     reference = [0.10, 0.30, 0.20]

@@ -282,3 +282,13 @@ def trend_verdict(first, last, falls: bool = True, k: float = 3.0, min_pairs: in
     if abs(change) <= k * float(np.hypot(standard_error(first), standard_error(last))):
         return "not testable at this scale"
     return "reproduced" if (change < 0) == bool(falls) else "not reproduced"
+
+
+def aligned_trend_verdict(first, last, falls: bool = True, k: float = 3.0, min_pairs: int = 3) -> str:
+    """`trend_verdict` for a sweep of aligned barriers, which alignment may have brought to zero: "not testable at
+    this scale" when the mean is within `k` standard errors of zero at both ends of the sweep (`above_zero`: nothing
+    there to fall or rise), else `trend_verdict`. The rule of the Part V chapters' sweeps (mlp_digits section 5,
+    and `wvi.experiments.results.figure_check`)."""
+    if above_zero(first, k, min_pairs) or above_zero(last, k, min_pairs):
+        return trend_verdict(first, last, falls=falls, k=k, min_pairs=min_pairs)
+    return "not testable at this scale"

@@ -21,7 +21,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from wvi.barrier import BarrierCurve, barrier_from_losses, trend_verdict
+from wvi.barrier import BarrierCurve, aligned_trend_verdict, barrier_from_losses, trend_verdict
 from wvi.experiments.permutation import FIGURES, RESULT_KEYS, SCHEMA, Run
 from wvi.report import book_root, verdict_of
 
@@ -207,8 +207,10 @@ def figure_check(number: int, pairs: list) -> tuple[str, Optional[str]]:
       9: at the widest width both methods ran, `trend_verdict` (falls) from VI's aligned barrier to MAP's;
       11: `trend_verdict` (falls) from the FRN run's aligned barrier to the LayerNorm run's.
 
-    `trend_verdict` says "not testable at this scale" when a change is within 3 standard errors; the parts of a
-    figure's claim combine by `_combine`.
+    `trend_verdict` says "not testable at this scale" when a change is within 3 standard errors; on aligned barriers
+    the rule is `aligned_trend_verdict` (also "not testable" when the mean aligned barrier is within 3 standard
+    errors of zero at both ends: nothing there to fall), as in the CPU chapter's sweeps; the parts of a figure's
+    claim combine by `_combine`.
     """
     there = [p for p in pairs if p]
     if not there:
@@ -239,7 +241,7 @@ def figure_check(number: int, pairs: list) -> tuple[str, Optional[str]]:
                 parts.append(f"{preset}: aligned {_mean_sd(aligned[0])} → {_mean_sd(aligned[1])}, naive "
                              f"{_mean_sd(naive[0])} → {_mean_sd(naive[1])} ({x} {x_lo:g} → {x_hi:g})")
                 if min(len(lo), len(hi)) >= MIN_PAIRS:
-                    verdicts.append(trend_verdict(*aligned))
+                    verdicts.append(aligned_trend_verdict(*aligned))
                     if preset.startswith("mlp"):
                         verdicts.append(trend_verdict(*naive))
             elif number == 7:
@@ -255,7 +257,7 @@ def figure_check(number: int, pairs: list) -> tuple[str, Optional[str]]:
                 parts.append(f"{preset}: aligned {_mean_sd(aligned[0])} at T = {x_lo:g} vs {_mean_sd(aligned[1])} "
                              f"at T = {x_hi:g}")
                 if min(len(lo), len(hi)) >= MIN_PAIRS:
-                    verdicts.append(trend_verdict(*aligned, falls=False))
+                    verdicts.append(aligned_trend_verdict(*aligned, falls=False))
         if not parts:
             return ("needs a cold (T < 1) and a warm (T > 1) run of one model" if number == 8
                     else "fewer than two runs of any model"), None
@@ -273,7 +275,7 @@ def figure_check(number: int, pairs: list) -> tuple[str, Optional[str]]:
         measured = (f"width ×{w}: aligned MAP {_mean_sd(_values(map_, 'aligned'))} vs VI "
                     f"{_mean_sd(_values(vi, 'aligned'))}")
         if min(len(vi), len(map_)) >= MIN_PAIRS:
-            verdicts.append(trend_verdict(_values(vi, "aligned"), _values(map_, "aligned")))
+            verdicts.append(aligned_trend_verdict(_values(vi, "aligned"), _values(map_, "aligned")))
     elif number == 11:
         norms = {p[0].record["config"]["norm"]: p for p in there}
         if set(norms) != {"frn", "layernorm"}:
@@ -282,7 +284,7 @@ def figure_check(number: int, pairs: list) -> tuple[str, Optional[str]]:
         used += [ln, frn]
         measured = f"aligned LayerNorm {_mean_sd(_values(ln, 'aligned'))} vs FRN {_mean_sd(_values(frn, 'aligned'))}"
         if min(len(ln), len(frn)) >= MIN_PAIRS:
-            verdicts.append(trend_verdict(_values(frn, "aligned"), _values(ln, "aligned")))
+            verdicts.append(aligned_trend_verdict(_values(frn, "aligned"), _values(ln, "aligned")))
     else:
         raise ValueError(f"unknown figure {number}; expected one of {', '.join(map(str, FIGURES))}")
     counts = sorted({len(p) for p in used})
