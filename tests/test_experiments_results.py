@@ -14,14 +14,15 @@ def write(root, run, naive, aligned, folder=None, **changed):
     config = {**run.config._asdict(), "seed": 0, **changed}
     record = dict.fromkeys(permutation.RESULT_KEYS)
     record.update(schema=permutation.SCHEMA, preset=run.preset, config=config, device="cpu", replica_devices=1,
-                  seconds={"wall": 90.0}, barriers={"naive": {"train": naive, "test": naive},
+                  seconds={"wall": 90.0}, accuracy={q: {"train": 0.95, "test": 0.95} for q in ("q0", "q1")},
+                  barriers={"naive": {"train": naive, "test": naive},
                                                     "aligned": {"train": aligned, "test": aligned}})
     folder = folder or run.folder(config["seed"])
     (root / folder).mkdir(parents=True)
     (root / folder / "result.json").write_text(json.dumps(record))
 
 
-JITTER = (0.0, 0.01, -0.01)  # three pairs of a run: its barriers, and ±0.01
+JITTER = (0.0, 0.01, -0.01, 0.005, -0.005)  # the pairs of a run: its barriers, then ±0.01 (then ±0.005)
 
 
 def write_pairs(root, run, naive, aligned, pairs=3, **changed):
@@ -176,8 +177,7 @@ def test_plot_figure_draws_what_is_there(tmp_path):
     assert [a.get_title() for a in fig.axes] == ["train", "test"]
     assert [t.get_text() for t in fig.axes[1].texts] == ["not run", "not run"]
     plt.close(fig)
-    # three pairs per point: the sweep and the bars show their mean ± sd; a point with fewer seeds than the others
-    # makes the sweep use the seeds every point has (two here)
+    # three pairs per point: the sweep and the bars show their mean ± sd, also where a point has fewer
     for r in FIGURES[8].runs:
         write_pairs(tmp_path / "pairs", r, 1.0, 0.1)
     fig = results.plot_figure(8, results.figure_pairs(tmp_path / "pairs", 8))
@@ -191,8 +191,11 @@ def test_plot_figure_draws_what_is_there(tmp_path):
     (tmp_path / "pairs" / FIGURES[8].runs[0].folder(2) / "result.json").unlink()
     fig = results.plot_figure(8, results.figure_pairs(tmp_path / "pairs", 8))
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
-        "naive (mean ± sd of 2)", "aligned (mean ± sd of 2)"]
+        "naive (mean ± sd of the pairs)", "aligned (mean ± sd of the pairs)"]
     plt.close(fig)
+    with pytest.raises(TypeError, match=r"pairs must be figure_pairs\(root, 8\): for each of the figure's 4 runs, a "
+                                        "list of the RunStatus of its seeds; got a list of 4 RunStatus"):
+        results.plot_figure(8, results.figure_status(tmp_path / "pairs", 8))
 
 
 def test_mixed_budgets_foreign_configs_and_temperature_ends(tmp_path):
@@ -205,7 +208,8 @@ def test_mixed_budgets_foreign_configs_and_temperature_ends(tmp_path):
     # pairs of another budget are left out (and named): the budget most pairs share is compared
     write_pairs(tmp_path, t01, 1.0, 0.005, steps=1000)
     assert results.figure_check(8, results.figure_pairs(tmp_path, 8)) == (
-        "needs a cold (T < 1) and a warm (T > 1) run of one model", None)
+        "needs a cold (T < 1) and a warm (T > 1) run of one model; left out, at another budget: "
+        "mlp-mnist-temperature0.1, mlp-mnist-temperature0.1-seed1, mlp-mnist-temperature0.1-seed2", None)
     w128, w256, _, w1024 = FIGURES[5].runs[:4]
     write_pairs(tmp_path / "w", w128, 1.0, 0.2)
     write_pairs(tmp_path / "w", w1024, 1.0, 0.1)
@@ -214,18 +218,41 @@ def test_mixed_budgets_foreign_configs_and_temperature_ends(tmp_path):
     assert verdict == "partly reproduced" and measured.startswith("mlp-mnist: aligned 0.200 ± 0.010 → 0.100 ± 0.010")
     assert measured.endswith("; left out, at another budget: mlp-mnist-width256, mlp-mnist-width256-seed1, "
                              "mlp-mnist-width256-seed2")
+    # more reduced pairs than full ones over as many runs: full scale is kept
     w512 = FIGURES[5].runs[2]
-    write(tmp_path / "w", w512, 1.0, 0.9, seed=5, steps=1000)  # 4 reduced pairs against 6 full
-    write(tmp_path / "w", w512, 1.0, 0.9, seed=6, steps=1000)
-    write(tmp_path / "w", w512, 1.0, 0.9, seed=7, steps=1000)  # 6 against 6: the most steps (full scale) win
-    assert results.figure_check(5, results.figure_pairs(tmp_path / "w", 5))[0].startswith("mlp-mnist: aligned 0.200")
-    write(tmp_path / "w", w512, 1.0, 0.9, seed=8, steps=1000)  # 7 against 6: the reduced ones (256 and 512)
-    assert results.figure_check(5, results.figure_pairs(tmp_path / "w", 5))[0].startswith(
-        "mlp-mnist: aligned 0.900 ± 0.010 → 0.900 ± 0.000, naive 1.000 ± 0.010 → 1.000 ± 0.000 (width 256 → 512)")
+    write_pairs(tmp_path / "w", w512, 1.0, 0.9, pairs=4, steps=1000)
+    measured = results.figure_check(5, results.figure_pairs(tmp_path / "w", 5))[0]
+    assert measured.startswith("mlp-mnist: aligned 0.200") and "mlp-mnist-seed3" in measured
+    # a budget that covers more runs is kept, even against full scale
+    write_pairs(tmp_path / "w2", w128, 1.0, 0.2)
+    write_pairs(tmp_path / "w2", w256, 1.0, 0.9, steps=1000)
+    write_pairs(tmp_path / "w2", w512, 1.0, 0.9, steps=1000)
+    assert results.figure_check(5, results.figure_pairs(tmp_path / "w2", 5))[0].startswith(
+        "mlp-mnist: aligned 0.900 ± 0.010 → 0.900 ± 0.010, naive 1.000 ± 0.010 → 1.000 ± 0.010 (width 256 → 512)")
+    # between two reduced budgets over as many runs and pairs: the most steps, then the most samples
+    for budget in ({"steps": 1000, "num_samples": 8}, {"steps": 2000, "num_samples": 4}):
+        pairs = [[results.RunStatus(w128, "reduced", None, {k: (v, None) for k, v in budget.items()})]]
+        assert results._one_budget(pairs)[0] == pairs
+    a = results.RunStatus(w128, "reduced", {"config": {"seed": 0}}, {"steps": (1000, None), "num_samples": (8, None)})
+    b = results.RunStatus(w128, "reduced", {"config": {"seed": 1}}, {"steps": (2000, None), "num_samples": (4, None)})
+    c = results.RunStatus(w128, "reduced", {"config": {"seed": 2}}, {"num_samples": (4, None)})
+    assert results._one_budget([[a, b]]) == ([[b]], ["mlp-mnist-width128"])
+    assert results._one_budget([[a, b, c]]) == ([[c]], ["mlp-mnist-width128", "mlp-mnist-width128-seed1"])
     # a file of another experiment in a run's folder is an error, not a "reduced" run
     write(tmp_path / "c", t03, 1.0, 0.01, data="digits", steps=10)
     with pytest.raises(ValueError, match="differs from run mlp-mnist-temperature0.3 in data, not only in its budget"):
         results.figure_status(tmp_path / "c", 8)
+
+
+def test_a_stray_pair_of_another_budget_does_not_block_the_ledger_row(tmp_path):
+    for r in FIGURES[8].runs:
+        write_pairs(tmp_path, r, 1.0, 0.02 * r.config.temperature)
+    write(tmp_path, FIGURES[8].runs[0], 1.0, 0.5, seed=7, steps=10)  # a smoke run's pair
+    verdict, measured = results.figure_verdict(8, results.figure_pairs(tmp_path, 8))
+    assert verdict == "reproduced" and measured.endswith("; left out, at another budget: mlp-mnist-temperature0.1-seed7")
+    row = results.pair_summary(results.figure_pairs(tmp_path, 8)[0])
+    assert row["pairs"] == 3 and row["left out"] == "mlp-mnist-temperature0.1-seed7"
+
 
 
 def test_fig5_needs_the_mlp_naive_barrier_to_fall_too(tmp_path):

@@ -110,6 +110,12 @@ def test_barrier_bars_and_sweeps_label_what_they_draw():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["naive (mean ± sd of 3)", "aligned (mean ± sd of 3)"]
     np.testing.assert_allclose(ax.containers[0].lines[0].get_ydata(), [1.1, 1.6])
     plt.close(fig)
+    fig, ax = plt.subplots()  # points with different numbers of pairs: no sd at a point with one pair
+    plot.pairs_line(ax, [1, 2, 3], [[1.0, 1.2, 1.4], [0.5], [0.2, 0.4]], "-", "C0", "aligned")
+    assert ax.get_legend_handles_labels()[1] == ["aligned (mean ± sd of the pairs)"]
+    np.testing.assert_allclose(ax.containers[0].lines[0].get_ydata(), [1.2, 0.5, 0.3])
+    np.testing.assert_allclose([len(line.get_ydata()) for line in ax.lines[-2:]], [3, 2])  # dots of the 3 and the 2
+    plt.close(fig)
 
 
 @pytest.mark.parametrize("n, ncols, rows", [(1, None, 1), (4, 2, 2), (5, None, 2), (3, 3, 1)])

@@ -449,19 +449,29 @@ def variance_ratios(axes, curves: dict):
     axes[0].legend(fontsize="x-small")
 
 
+def pairs_line(ax, xs: Sequence[float], values: Sequence, style: str, line_color, label: str):
+    """One line against a swept setting from, at each point, one value or the values of its replica pairs (any
+    number per point): a plain line through single values; else the points' means with a bar of ±1 standard
+    deviation (none at a point with one pair) and each pair as a small dot."""
+    runs = [np.atleast_1d(np.asarray(v, float)) for v in values]
+    if all(r.size == 1 for r in runs):
+        ax.plot(xs, [r[0] for r in runs], style, marker="o", color=line_color, label=label)
+        return
+    sizes = {r.size for r in runs}
+    means = np.array([r.mean() for r in runs])
+    sds = np.array([r.std(ddof=1) if r.size > 1 else 0.0 for r in runs])
+    ax.errorbar(xs, means, yerr=sds, fmt=style, marker="o", capsize=3, color=line_color,
+                label=f"{label} (mean ± sd of {sizes.pop()})" if len(sizes) == 1 else f"{label} (mean ± sd of the pairs)")
+    for x, r in zip(xs, runs):
+        if r.size > 1:
+            ax.plot(np.full(r.size, x), r, ".", color=line_color, alpha=0.4, ms=4)
+
+
 def barrier_sweep(ax, xs: Sequence[float], naive, aligned, xlabel: str, title: str = "", logx: bool = True):
     """Naive and aligned barriers against a swept setting (Rossi et al.'s Figs. 5, 7, 8 and 9): one value per point,
-    or one row per point of the barriers of several replica pairs (points × pairs), drawn as their mean with a bar
-    of ±1 standard deviation and each pair as a small dot."""
+    or the barriers of each point's replica pairs (`pairs_line`: their mean with ±1 sd, each pair a small dot)."""
     for label, values, style in (("naive", naive, "--"), ("aligned", aligned, "-")):
-        values = np.asarray(values, float)
-        if values.ndim == 1:
-            ax.plot(xs, values, style, marker="o", color=color(label), label=label)
-            continue
-        ax.errorbar(xs, values.mean(axis=1), yerr=values.std(axis=1, ddof=1), fmt=style, marker="o", capsize=3,
-                    color=color(label), label=f"{label} (mean ± sd of {values.shape[1]})")
-        for column in values.T:
-            ax.plot(xs, column, ".", color=color(label), alpha=0.4, ms=4)
+        pairs_line(ax, xs, values, style, color(label), label)
     if logx:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())

@@ -168,25 +168,50 @@ def _combine(verdicts: list) -> str:
 def pair_summary(pairs: list) -> dict:
     """One run's replica pairs (a list of its seeds' `RunStatus`) in a table row: the number of pairs, the mean
     test accuracy of their 2n networks, and the naive and aligned test barriers as "mean ± sd" over the pairs (the
-    one value for a single pair)."""
+    one value for a single pair). Pairs of more than one budget are not averaged together: the row is of the
+    budget `_one_budget` keeps, and "left out" names the others."""
     if not pairs:
         raise ValueError("pair_summary needs at least one pair")
+    (pairs,), left_out = _one_budget([pairs])
     accuracies = [s.record["accuracy"][q]["test"] for s in pairs for q in ("q0", "q1")]
-    return {"pairs": len(pairs), "test accuracy": float(np.mean(accuracies)),
-            "barrier naive": _mean_sd(_values(pairs, "naive")), "barrier aligned": _mean_sd(_values(pairs, "aligned"))}
+    row = {"pairs": len(pairs), "test accuracy": float(np.mean(accuracies)),
+           "barrier naive": _mean_sd(_values(pairs, "naive")), "barrier aligned": _mean_sd(_values(pairs, "aligned"))}
+    return {**row, "left out": ", ".join(left_out)} if left_out else row
 
 
-def _one_budget(there: list) -> tuple[list, list]:
-    """The pairs of one budget (`_budget`) out of `there` (lists of a run's pairs), and the folders of the pairs
-    left out: a comparison across budgets says nothing. The budget kept is the one most pairs share; between
-    budgets with as many pairs, the one with the most training steps."""
-    count: dict = {}
-    for p in there:
+def _one_budget(pairs: list) -> tuple[list, list]:
+    """The pairs of one budget (`_budget`) out of `pairs` (`figure_pairs`' lists, one per run; each run keeps its
+    place, with an empty list where none of its pairs is of that budget), and the folders of the pairs left out: a
+    comparison across budgets says nothing. The budget kept is the one that covers the most runs; among those, full
+    scale, then the one with the most pairs, then the most steps, posterior samples and values of τ."""
+    covered: dict = {}
+    for p in pairs:
         for s in p:
-            count[_budget(s)] = count.get(_budget(s), 0) + 1
-    kept = max(count, key=lambda b: (count[b], dict(b).get("steps", float("inf"))))
-    left_out = [s.run.folder(s.record["config"]["seed"]) for p in there for s in p if _budget(s) != kept]
-    return [q for q in ([s for s in p if _budget(s) == kept] for p in there) if q], left_out
+            runs, count = covered.get(_budget(s), (set(), 0))
+            covered[_budget(s)] = (runs | {s.run.name}, count + 1)
+    if not covered:
+        return [[] for _ in pairs], []
+
+    def size(b):
+        ran = dict(b)
+        return tuple(ran.get(field, float("inf")) for field in BUDGET_FIELDS)
+
+    kept = max(covered, key=lambda b: (len(covered[b][0]), b == (), covered[b][1], size(b)))
+    left_out = [s.run.folder(s.record["config"]["seed"]) for p in pairs for s in p if _budget(s) != kept]
+    return [[s for s in p if _budget(s) == kept] for p in pairs], left_out
+
+
+def _check_pairs(number: int, pairs) -> None:
+    """`figure_pairs(root, number)`'s shape, or a TypeError that says what was expected."""
+    if number not in FIGURES:
+        raise ValueError(f"unknown figure {number}; expected one of {', '.join(map(str, FIGURES))}")
+    runs = len(FIGURES[number].runs)
+    if (not isinstance(pairs, (list, tuple)) or len(pairs) != runs
+            or not all(isinstance(p, (list, tuple)) and all(isinstance(s, RunStatus) for s in p) for p in pairs)):
+        got = (f"a {type(pairs).__name__} of {len(pairs)} {type(pairs[0]).__name__ if pairs else 'items'}"
+               if isinstance(pairs, (list, tuple)) else type(pairs).__name__)
+        raise TypeError(f"pairs must be figure_pairs(root, {number}): for each of the figure's {runs} runs, a list "
+                        f"of the RunStatus of its seeds; got {got}")
 
 
 def figure_check(number: int, pairs: list) -> tuple[str, Optional[str]]:
@@ -202,20 +227,24 @@ def figure_check(number: int, pairs: list) -> tuple[str, Optional[str]]:
       5: for each model, `trend_verdict` (falls) of the aligned barrier from the narrowest to the widest run; for
          the MLP the naive barrier's too;
       7: for each model, two parts: `trend_verdict` (falls) of the naive barrier from the smallest to the largest
-         prior variance, and whether the aligned barriers' means vary less over the variances than the naive ones';
+         prior variance, and whether the aligned barriers' means vary less over the variances than the naive ones'
+         (a comparison of the means' ranges, not a test: "little effect" cannot be shown by a significance test);
       8: `trend_verdict` (rises) of the aligned barrier from the coldest run (T < 1) to the warmest (T > 1);
       9: at the widest width both methods ran, `trend_verdict` (falls) from VI's aligned barrier to MAP's;
       11: `trend_verdict` (falls) from the FRN run's aligned barrier to the LayerNorm run's.
 
     `trend_verdict` says "not testable at this scale" when a change is within 3 standard errors; on aligned barriers
     the rule is `aligned_trend_verdict` (also "not testable" when the mean aligned barrier is within 3 standard
-    errors of zero at both ends: nothing there to fall), as in the CPU chapter's sweeps; the parts of a figure's
-    claim combine by `_combine`.
+    errors of zero at both ends: nothing there to fall), as in the CPU chapter's sweeps. The parts of a figure's
+    claim combine by `_combine`: a part that is "not testable at this scale" counts as not met, so one reproduced
+    part and one untestable part are "partly reproduced".
     """
-    there = [p for p in pairs if p]
-    if not there:
+    _check_pairs(number, pairs)
+    if not any(pairs):
         return "no results", None
-    there, left_out = _one_budget(there)
+    kept, left_out = _one_budget(pairs)
+    there = [p for p in kept if p]
+    note = f"; left out, at another budget: {', '.join(left_out)}" if left_out else ""
     x = FIGURES[number].x
     used, parts, verdicts = [], [], []
     if number == 4:
@@ -241,9 +270,9 @@ def figure_check(number: int, pairs: list) -> tuple[str, Optional[str]]:
                 parts.append(f"{preset}: aligned {_mean_sd(aligned[0])} → {_mean_sd(aligned[1])}, naive "
                              f"{_mean_sd(naive[0])} → {_mean_sd(naive[1])} ({x} {x_lo:g} → {x_hi:g})")
                 if min(len(lo), len(hi)) >= MIN_PAIRS:
-                    verdicts.append(aligned_trend_verdict(*aligned))
+                    verdicts.append(aligned_trend_verdict(*aligned, min_pairs=MIN_PAIRS))
                     if preset.startswith("mlp"):
-                        verdicts.append(trend_verdict(*naive))
+                        verdicts.append(trend_verdict(*naive, min_pairs=MIN_PAIRS))
             elif number == 7:
                 means = {label: [_values(p, label).mean() for p in group] for label in ("naive", "aligned")}
                 ranges = {label: max(m) - min(m) for label, m in means.items()}
@@ -251,16 +280,16 @@ def figure_check(number: int, pairs: list) -> tuple[str, Optional[str]]:
                              f"{_fmt(ranges['aligned'])} vs naive range {_fmt(ranges['naive'])} of the means "
                              f"({x} {x_lo:g} → {x_hi:g})")
                 if min(len(p) for p in group) >= MIN_PAIRS:
-                    verdicts.append(trend_verdict(*naive))
+                    verdicts.append(trend_verdict(*naive, min_pairs=MIN_PAIRS))
                     verdicts.append("reproduced" if ranges["aligned"] < ranges["naive"] else "not reproduced")
             else:
                 parts.append(f"{preset}: aligned {_mean_sd(aligned[0])} at T = {x_lo:g} vs {_mean_sd(aligned[1])} "
                              f"at T = {x_hi:g}")
                 if min(len(lo), len(hi)) >= MIN_PAIRS:
-                    verdicts.append(aligned_trend_verdict(*aligned, falls=False))
+                    verdicts.append(aligned_trend_verdict(*aligned, falls=False, min_pairs=MIN_PAIRS))
         if not parts:
             return ("needs a cold (T < 1) and a warm (T > 1) run of one model" if number == 8
-                    else "fewer than two runs of any model"), None
+                    else "fewer than two runs of any model") + note, None
         measured = "; ".join(parts)
     elif number == 9:
         widths = {}
@@ -268,45 +297,48 @@ def figure_check(number: int, pairs: list) -> tuple[str, Optional[str]]:
             widths.setdefault(p[0].record["config"]["width"], {})[p[0].record["config"]["method"]] = p
         both = sorted(w for w, m in widths.items() if {"vi", "map"} <= set(m))
         if not both:
-            return "no width with both VI and MAP runs", None
+            return "no width with both VI and MAP runs" + note, None
         w = both[-1]
         vi, map_ = widths[w]["vi"], widths[w]["map"]
         used += [vi, map_]
         measured = (f"width ×{w}: aligned MAP {_mean_sd(_values(map_, 'aligned'))} vs VI "
                     f"{_mean_sd(_values(vi, 'aligned'))}")
         if min(len(vi), len(map_)) >= MIN_PAIRS:
-            verdicts.append(aligned_trend_verdict(_values(vi, "aligned"), _values(map_, "aligned")))
+            verdicts.append(aligned_trend_verdict(_values(vi, "aligned"), _values(map_, "aligned"),
+                                                  min_pairs=MIN_PAIRS))
     elif number == 11:
         norms = {p[0].record["config"]["norm"]: p for p in there}
         if set(norms) != {"frn", "layernorm"}:
-            return "needs both the FRN and the LayerNorm run", None
+            return "needs both the FRN and the LayerNorm run" + note, None
         ln, frn = norms["layernorm"], norms["frn"]
         used += [ln, frn]
         measured = f"aligned LayerNorm {_mean_sd(_values(ln, 'aligned'))} vs FRN {_mean_sd(_values(frn, 'aligned'))}"
         if min(len(ln), len(frn)) >= MIN_PAIRS:
-            verdicts.append(aligned_trend_verdict(_values(frn, "aligned"), _values(ln, "aligned")))
+            verdicts.append(aligned_trend_verdict(_values(frn, "aligned"), _values(ln, "aligned"),
+                                                  min_pairs=MIN_PAIRS))
     else:
         raise ValueError(f"unknown figure {number}; expected one of {', '.join(map(str, FIGURES))}")
     counts = sorted({len(p) for p in used})
-    measured += f" (test barriers, mean ± sd over {'–'.join(map(str, counts))} pair{'s' * (counts[-1] > 1)} per run)"
-    if left_out:
-        measured += f"; left out, at another budget: {', '.join(left_out)}"
-    if min(counts) < MIN_PAIRS:
+    span = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    measured += f" (test barriers, mean ± sd over {span} pair{'s' * (counts[-1] > 1)} per run){note}"
+    if counts[0] < MIN_PAIRS:
         return measured + f"; a verdict needs {MIN_PAIRS} pairs per run", None
     return measured, _combine(verdicts)
 
 
 def figure_verdict(number: int, pairs: list) -> tuple[str, str]:
     """(verdict, measured) of Fig. `number` for the reproduction ledger, the rule the results chapter and
-    `tests/test_defects_part5.py` share: "not yet run" unless every run of the figure has `MIN_PAIRS` pairs there
-    at full scale (what the pairs there measure, and `figure_check`'s verdict on them, go in `measured`); then
-    `figure_check`'s verdict."""
+    `tests/test_defects_part5.py` share: "not yet run" unless the pairs `figure_check` compares (`_one_budget`) are
+    at full scale and every run of the figure has `MIN_PAIRS` of them (what the pairs measure, and `figure_check`'s
+    verdict on them at their budget, go in `measured`); then `figure_check`'s verdict."""
     measured, verdict = figure_check(number, pairs)
-    there = [s for p in pairs for s in p]
-    if verdict is None or any(len(p) < MIN_PAIRS for p in pairs) or any(s.scale != "full" for s in there):
-        scale = "full scale" if there and all(s.scale == "full" for s in there) else "reduced budget"
+    kept, _ = _one_budget(pairs)
+    there = [s for p in kept for s in p]
+    full = bool(there) and all(s.scale == "full" for s in there)
+    if verdict is None or not full or any(len(p) < MIN_PAIRS for p in kept):
         runs = sum(bool(p) for p in pairs)
-        so_far = f"{runs} of {len(pairs)} runs, {scale}: {measured}" if there else "no runs committed"
+        so_far = (f"{runs} of {len(pairs)} runs, {'full scale' if full else 'reduced budget'}: {measured}" if there
+                  else "no runs committed")
         return "not yet run", so_far + (f"; at that budget: {verdict}" if verdict else "")
     return verdict, measured
 
@@ -315,16 +347,17 @@ def plot_figure(number: int, pairs: list, split: str = "test"):
     """Rossi et al.'s Fig. `number` from the replica pairs there (`figure_pairs`): naive and aligned barriers as
     bars per run, train and test (Figs. 4 and 11), or against the swept setting on `split`, one panel per model
     (the others); a run not there is marked "not run" or left out. A run with several pairs is drawn as their mean
-    with ±1 sd and each pair as a dot (on a sweep, over the seeds all its points have, when two or more; else seed
-    0's pair).
+    with ±1 sd and each pair as a dot. Only the pairs `figure_check` compares are drawn (one budget, `_one_budget`).
     Returns the matplotlib figure, or None when no run of the figure is there."""
     import matplotlib.pyplot as plt
 
     from wvi import plot
 
+    _check_pairs(number, pairs)
     figure = FIGURES[number]
     if not any(pairs):
         return None
+    pairs, _ = _one_budget(pairs)  # the pairs figure_check compares
     statuses = [p[0] if p else RunStatus(r, "missing", None, {}) for p, r in zip(pairs, figure.runs)]
 
     def tag(s):
@@ -343,11 +376,8 @@ def plot_figure(number: int, pairs: list, split: str = "test"):
         fig.tight_layout()
         return fig
 
-    def sweep_values(group, label):  # points × common seeds, or one value per point (seed 0)
-        seeds = set.intersection(*({s.record["config"]["seed"] for s in p} for p in group))
-        if len(seeds) < 2:
-            return [barrier(p[0], label, split) for p in group]
-        return [[barrier(s, label, split) for s in p if s.record["config"]["seed"] in seeds] for p in group]
+    def sweep_values(group, label):  # for each point, the barriers of its pairs
+        return [[barrier(s, label, split) for s in p] for p in group]
 
     groups = _by_preset(pairs)
     if number == 9:  # the paper overlays aligned VI and aligned MAP against width
@@ -355,15 +385,10 @@ def plot_figure(number: int, pairs: list, split: str = "test"):
         for preset, group in groups.items():
             group = sorted(group, key=lambda p: p[0].record["config"]["width"])
             label = "MAP" if group[0][0].record["config"]["method"] == "map" else "aligned"
-            values = np.asarray(sweep_values(group, "aligned"), float)
             text = ("MAP, weight matching" if label == "MAP" else "VI, aligned") + (
                 " (reduced)" if any(p[0].scale == "reduced" for p in group) else "")
-            widths = [p[0].record["config"]["width"] for p in group]
-            if values.ndim == 1:
-                ax.plot(widths, values, marker="o", color=plot.color(label), label=text)
-            else:
-                ax.errorbar(widths, values.mean(axis=1), yerr=values.std(axis=1, ddof=1), marker="o", capsize=3,
-                            color=plot.color(label), label=f"{text} (mean ± sd of {values.shape[1]})")
+            plot.pairs_line(ax, [p[0].record["config"]["width"] for p in group], sweep_values(group, "aligned"),
+                            "-", plot.color(label), text)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("width multiplier")
         ax.set_ylabel(f"{split} barrier (nats / point)")
