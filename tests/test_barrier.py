@@ -120,6 +120,14 @@ def test_verdict_rules_of_part5():
     assert barrier.standard_error([1.0, 2.0, 3.0]) == pytest.approx(1 / np.sqrt(3))
     assert barrier.above_zero([0.5, 0.6, 0.7]) and not barrier.above_zero([0.0, 0.05, 0.0])
     assert not barrier.above_zero([0.0, 0.0, 0.0])
+    # smaller_change_verdict: |change| against the reference's |change|, beyond k s.e. of the gap
+    flat, flat2 = [0.10, 0.11, 0.09], [0.11, 0.12, 0.10]  # change 0.01
+    assert barrier.smaller_change_verdict(flat, flat2, high, low) == "reproduced"  # reference falls by 0.5
+    assert barrier.smaller_change_verdict(high, low, flat, flat2) == "not reproduced"
+    assert barrier.smaller_change_verdict(flat, flat2, low, [1.4, 1.5, 1.6]) == "not testable at this scale"  # 0.2 - 0.01 < 3 × 0.084
+    assert barrier.smaller_change_verdict(flat, flat2, [1.4, 1.5, 1.6], low) == "not testable at this scale"  # |fall| too
+    with pytest.raises(ValueError, match="reference_last must hold one finite barrier"):
+        barrier.smaller_change_verdict(flat, flat2, low, [1.0, float("nan"), 1.0])
     # aligned_trend_verdict: nothing to fall when both ends are within k s.e. of zero; else trend_verdict
     assert barrier.aligned_trend_verdict([0.0, 0.05, 0.0], [0.0, 0.0, 0.01]) == "not testable at this scale"
     assert barrier.trend_verdict([0.0, 0.05, 0.0], [-0.2, -0.2, -0.21]) == "reproduced"  # a "fall" below zero

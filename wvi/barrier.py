@@ -284,6 +284,24 @@ def trend_verdict(first, last, falls: bool = True, k: float = 3.0, min_pairs: in
     return "reproduced" if (change < 0) == bool(falls) else "not reproduced"
 
 
+
+def smaller_change_verdict(first, last, reference_first, reference_last, k: float = 3.0, min_pairs: int = 3) -> str:
+    """Whether a barrier changes less over a sweep than a reference barrier does (Rossi et al.'s Fig. 7: after
+    alignment the prior variance has little effect, unlike on the naive barrier), from independent replica pairs at
+    the sweep's first and last point: with the changes of the means Δ = mean(last) − mean(first) and
+    Δ_ref likewise, the gap |Δ_ref| − |Δ| counts only beyond `k` standard errors, √(sum of the four squared
+    standard errors of the means). Gap > k s.e. → "reproduced", < −k s.e. → "not reproduced", else "not testable
+    at this scale" (e.g. when the reference itself does not change measurably)."""
+    values = [_pair_values(v, name, min_pairs) for v, name in ((first, "first"), (last, "last"),
+                                                               (reference_first, "reference_first"),
+                                                               (reference_last, "reference_last"))]
+    change = abs(values[1].mean() - values[0].mean())
+    reference_change = abs(values[3].mean() - values[2].mean())
+    gap = float(reference_change - change)
+    if abs(gap) <= k * float(np.sqrt(sum(standard_error(v) ** 2 for v in values))):
+        return "not testable at this scale"
+    return "reproduced" if gap > 0 else "not reproduced"
+
 def aligned_trend_verdict(first, last, falls: bool = True, k: float = 3.0, min_pairs: int = 3) -> str:
     """`trend_verdict` for a sweep of aligned barriers, which alignment may have brought to zero: "not testable at
     this scale" when the mean is within `k` standard errors of zero at both ends of the sweep (`above_zero`: nothing
