@@ -289,7 +289,7 @@ def smaller_change_verdict(first, last, reference_first, reference_last, k: floa
     """Whether a barrier changes less over a sweep than a reference barrier does (Rossi et al.'s Fig. 7: after
     alignment the prior variance has little effect, unlike on the naive barrier), from independent replica pairs at
     the sweep's first and last point: with the changes of the means Δ = mean(last) − mean(first) and
-    Δ_ref likewise, the gap |Δ_ref| − |Δ| counts only beyond `k` standard errors, √(sum of the four squared
+    Δ_ref likewise, the gap abs(Δ_ref) − abs(Δ) counts only beyond `k` standard errors, √(sum of the four squared
     standard errors of the means). Gap > k s.e. → "reproduced", < −k s.e. → "not reproduced", else "not testable
     at this scale" (e.g. when the reference itself does not change measurably)."""
     values = [_pair_values(v, name, min_pairs) for v, name in ((first, "first"), (last, "last"),
