@@ -284,7 +284,6 @@ def trend_verdict(first, last, falls: bool = True, k: float = 3.0, min_pairs: in
     return "reproduced" if (change < 0) == bool(falls) else "not reproduced"
 
 
-
 def smaller_change_verdict(first, last, reference_first, reference_last, k: float = 3.0, min_pairs: int = 3) -> str:
     """Whether a barrier changes less over a sweep than a reference barrier does (Rossi et al.'s Fig. 7: after
     alignment the prior variance has little effect, unlike on the naive barrier), from independent replica pairs at
@@ -301,6 +300,7 @@ def smaller_change_verdict(first, last, reference_first, reference_last, k: floa
     if abs(gap) <= k * float(np.sqrt(sum(standard_error(v) ** 2 for v in values))):
         return "not testable at this scale"
     return "reproduced" if gap > 0 else "not reproduced"
+
 
 def aligned_trend_verdict(first, last, falls: bool = True, k: float = 3.0, min_pairs: int = 3) -> str:
     """`trend_verdict` for a sweep of aligned barriers, which alignment may have brought to zero: "not testable at

@@ -406,15 +406,20 @@ def plane_slice(ax, xs, ys, values, points: dict, levels: int = 20, cmap: str = 
     return mappable
 
 
+def _pairs_mean_sd(values: Sequence) -> tuple:
+    """(the values of each point as an array, their means, their sds with ddof = 1, NaN for a single value)."""
+    runs = [np.atleast_1d(np.asarray(v, float)) for v in values]
+    return (runs, np.array([r.mean() for r in runs]),
+            np.array([r.std(ddof=1) if r.size > 1 else np.nan for r in runs]))
+
+
 def barrier_bars(ax, names: Sequence[str], naive: Sequence, aligned: Sequence, split: str = "test"):
     """Grouped bars of the naive and aligned barriers of several runs (Rossi et al.'s Figs. 4 and 11), each run
     given as one value or as the values of its replica pairs: a bar at their mean, with ±1 sd and each pair as a
     small dot when there are two or more; a missing run (NaN) leaves an empty slot labelled "not run"."""
     x = np.arange(len(names))
     for offset, (label, values) in zip((-0.2, 0.2), (("naive", naive), ("aligned", aligned))):
-        runs = [np.atleast_1d(np.asarray(v, float)) for v in values]
-        means = np.array([r.mean() for r in runs])
-        sds = np.array([r.std(ddof=1) if r.size > 1 else np.nan for r in runs])
+        runs, means, sds = _pairs_mean_sd(values)
         several = ~np.isnan(sds)
         ax.bar(x + offset, np.nan_to_num(means), width=0.4, color=color(label),
                label=label + (" (mean ± sd of the pairs)" if several.any() else ""))
@@ -453,14 +458,12 @@ def pairs_line(ax, xs: Sequence[float], values: Sequence, style: str, line_color
     """One line against a swept setting from, at each point, one value or the values of its replica pairs (any
     number per point): a plain line through single values; else the points' means with a bar of ±1 standard
     deviation (none at a point with one pair) and each pair as a small dot."""
-    runs = [np.atleast_1d(np.asarray(v, float)) for v in values]
+    runs, means, sds = _pairs_mean_sd(values)
     if all(r.size == 1 for r in runs):
-        ax.plot(xs, [r[0] for r in runs], style, marker="o", color=line_color, label=label)
+        ax.plot(xs, means, style, marker="o", color=line_color, label=label)
         return
     sizes = {r.size for r in runs}
-    means = np.array([r.mean() for r in runs])
-    sds = np.array([r.std(ddof=1) if r.size > 1 else 0.0 for r in runs])
-    ax.errorbar(xs, means, yerr=sds, fmt=style, marker="o", capsize=3, color=line_color,
+    ax.errorbar(xs, means, yerr=np.nan_to_num(sds), fmt=style, marker="o", capsize=3, color=line_color,
                 label=f"{label} (mean ± sd of {sizes.pop()})" if len(sizes) == 1 else f"{label} (mean ± sd of the pairs)")
     for x, r in zip(xs, runs):
         if r.size > 1:
