@@ -8,6 +8,8 @@ from test_experiments_permutation import check_result
 from wvi.experiments import campaign, permutation
 from wvi.experiments.permutation import Run
 
+pytestmark = pytest.mark.float32  # the dtype the commands run in (tests/conftest.py)
+
 
 def test_smoke_campaign_runs_point_by_point_and_a_second_call_resumes(tmp_path, capsys, monkeypatch):
     """The CPU smoke campaign end to end: each point's result.json, the campaign log with predicted and measured
@@ -38,10 +40,10 @@ def test_smoke_campaign_runs_point_by_point_and_a_second_call_resumes(tmp_path, 
     assert warm["accuracy"] == alone["accuracy"]
     again = permutation.main(["--campaign", "smoke", "--out", str(tmp_path)])
     assert {e["status"] for e in again["points"].values()} == {"already there"}
-    # a program in which one setting diverges (prior variance 1e-200: the second step overflows) loses only that
-    # point: its other points without a result run again alone, and a later call does not retry it
+    # a program in which one setting diverges (prior variance 1e-30: in float32 the second step overflows) loses
+    # only that point: its other points without a result run again alone, and a later call does not retry it
     diverging = (points[2], campaign.Point(Run("mlp-mnist", (("temperature", 0.5),)), campaign._TINY_MLP, 1, "fine"),
-                 campaign.Point(Run("mlp-mnist", (("prior_variance", 1e-200),)), campaign._TINY_MLP, 1, "diverges"))
+                 campaign.Point(Run("mlp-mnist", (("prior_variance", 1e-30),)), campaign._TINY_MLP, 1, "diverges"))
     monkeypatch.setitem(campaign.CAMPAIGNS, "diverging", diverging)
     monkeypatch.setitem(campaign.DEFAULT_DEVICE, "diverging", "cpu")
     assert campaign.groups(diverging) == [diverging]
@@ -81,7 +83,7 @@ def test_gpu_campaign_is_sized_to_its_budget_before_any_gpu_is_seen():
     """The GPU campaigns' predicted times (counted from their compiled steps, on the device figures stated in
     `campaign.DEVICES`) sum to at most five minutes each, and the counts are those of the networks: an MLP step's
     FLOPs are about 6 · batch · weights for each of the two replicas (forward, and backward twice that), plus the
-    sampling, prior and optimiser arithmetic (more of it counted with float64 enabled, as in the tests); a program
+    sampling, prior and optimiser arithmetic (in float32, the dtype the commands run in); a program
     of five settings counts those of its ten replicas."""
     for name in ("gpu", "gpu-2"):
         total = sum(seconds for *_, seconds in campaign.plan(name))

@@ -11,6 +11,8 @@ import pytest
 from wvi import algorithm
 from wvi.experiments import permutation
 
+pytestmark = pytest.mark.float32  # the dtype the commands run in (tests/conftest.py)
+
 TINY_MLP = ["--data", "digits", "--steps", "20", "--width", "16", "--num-samples", "4", "--num-taus", "5",
             "--checkpoint-every", "10"]
 
