@@ -26,11 +26,9 @@ book: $(STAMP)
 test: unit notebooks build-check
 
 # The unit tests run in JOBS worker processes (pytest-xdist; a worker that runs out of tests takes some of the
-# other's); JOBS=0 runs everything in one process. The chapters also run on JOBS workers, each chapter whole on one
-# worker in its own kernel, longest first (book/conftest.py orders them by book/runtimes.json). Two chapters side
-# by side on 2 cores share the cores but finish sooner than in turn: logreg and ensembles_regression took 398 s
-# together against 255 + 192 s one after the other (2026-12-06), since much of a chapter's time is single-threaded
-# XLA compilation.
+# other's); JOBS=0 runs them in one process. The chapters run one after another: two side by side on 2 cores took
+# longer than in turn (their XLA thread pools compete; logreg alone went from 3.5 to over 13 minutes, and on
+# 2026-12-06, under `-n 2 --dist loadfile`, from 4.3 to over 20).
 JOBS ?= 2
 
 unit: $(STAMP)
@@ -38,7 +36,7 @@ unit: $(STAMP)
 
 notebooks: $(STAMP)
 	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
-		--nbval-cell-timeout 1200 -n $(JOBS) --dist loadfile --no-loadscope-reorder book
+		--nbval-cell-timeout 1200 book
 
 build-check: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going --path-output _build/check >/dev/null \

@@ -113,20 +113,3 @@ def test_api_links_resolve_full_short_and_re_exported_names():
     assert links._target(objects, "wvi.data.digits") == "digits"  # a re-export of wvi.data.registry.digits
     for text in ("run", "x.mean", "G.w2(q, p)", "wvi.nowhere.thing", "optax.sgd(0.1)"):
         assert links._target(objects, text) is None, text
-
-
-def test_nbval_hands_the_chapters_to_its_workers_longest_first():
-    """book/conftest.py sorts nbval's cells by their chapter's time in book/runtimes.json, longest first, keeping a
-    chapter's cells in order; a chapter with no recorded time goes first (it may be the longest)."""
-    import importlib.util
-    from collections import namedtuple
-
-    spec = importlib.util.spec_from_file_location("book_conftest", ROOT / "book" / "conftest.py")
-    book_conftest = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(book_conftest)
-    Item = namedtuple("Item", "path name")
-    items = [Item(ROOT / "book" / f"{chapter}.ipynb", f"{chapter}{cell}") for cell in (1, 2) for chapter in "abn"]
-    ordered = book_conftest.longest_first(items, {"book/a.ipynb": 10, "book/b.ipynb": 100})
-    assert [item.name for item in ordered] == ["n1", "n2", "b1", "b2", "a1", "a2"]
-    recorded = book_conftest.recorded_seconds()
-    assert {p.relative_to(ROOT).as_posix() for p in CHAPTERS} <= set(recorded)
