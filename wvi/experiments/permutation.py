@@ -450,9 +450,10 @@ def run_figure(number: int, out_root: Path, overrides: Optional[dict] = None, ch
     """Every run of `FIGURES[number]` with `overrides` applied, from `seed`, each into out_root/<run name>/ (for a
     seed k > 0 out_root/<run name>-seed<k>/, `Run.folder`, where the results chapter reads a run's other replica
     pairs); a run whose result.json exists with the same config is not run again. With several devices the runs
-    are spread over them (`device_groups`), one thread per share of devices. The VI MLP runs that share one device and differ only in
-    `SETTING_FIELDS` (a prior variance or temperature sweep on one GPU) train as one program (`run_group`); if that
-    program diverges, each of its runs trains again alone, so that the error names the run that diverges.
+    are spread over them (`device_groups`), one thread per share of devices. The VI MLP runs that share one device
+    and differ only in `SETTING_FIELDS` (a prior variance or temperature sweep on one GPU) train as one program
+    (`run_group`); if that program diverges, each of its runs trains again alone, so that the error names the run
+    that diverges.
     Returns {run name: result}."""
     if number not in FIGURES:
         raise ValueError(f"unknown figure {number}; expected one of {', '.join(map(str, FIGURES))}")
