@@ -26,9 +26,12 @@ book: $(STAMP)
 test: unit notebooks build-check
 
 # The unit tests run in JOBS worker processes (pytest-xdist; a worker that runs out of tests takes some of the
-# other's); JOBS=0 runs them in one process. The chapters run one after another: two side by side on 2 cores took
-# longer than in turn (their XLA thread pools compete; logreg alone went from 3.5 to over 13 minutes, and on
-# 2026-12-06, under `-n 2 --dist loadfile`, from 4.3 to over 20).
+# other's); JOBS=0 runs them in one process. The chapters also run on JOBS workers, each chapter whole on one
+# worker in its own kernel, longest first (book/conftest.py orders them by book/runtimes.json). Each worker, and
+# the kernels it starts, is pinned to its own share of the cores (conftest.py): unpinned, two chapters side by side
+# on 2 cores ran far slower than in turn, since each XLA thread pool took both cores (logreg beside gaussian_vi:
+# over 20 minutes, against 4.3 alone); pinned to one core each, logreg and ensembles_regression side by side took
+# 249 s and 180 s, against about 360 s one after the other on both cores (2026-12-06).
 JOBS ?= 2
 
 unit: $(STAMP)
@@ -36,7 +39,7 @@ unit: $(STAMP)
 
 notebooks: $(STAMP)
 	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
-		--nbval-cell-timeout 1200 book
+		--nbval-cell-timeout 1200 -n $(JOBS) --dist loadfile --no-loadscope-reorder book
 
 build-check: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going --path-output _build/check >/dev/null \

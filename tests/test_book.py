@@ -113,3 +113,47 @@ def test_api_links_resolve_full_short_and_re_exported_names():
     assert links._target(objects, "wvi.data.digits") == "digits"  # a re-export of wvi.data.registry.digits
     for text in ("run", "x.mean", "G.w2(q, p)", "wvi.nowhere.thing", "optax.sgd(0.1)"):
         assert links._target(objects, text) is None, text
+
+
+def _load(path: Path, name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_nbval_hands_the_chapters_to_its_workers_longest_first():
+    """book/conftest.py sorts nbval's cells by their chapter's time in book/runtimes.json, longest first, keeping a
+    chapter's cells in order; a chapter with no recorded time goes first (it may be the longest)."""
+    from collections import namedtuple
+
+    book_conftest = _load(ROOT / "book" / "conftest.py", "book_conftest")
+    Item = namedtuple("Item", "path name")
+    items = [Item(ROOT / "book" / f"{chapter}.ipynb", f"{chapter}{cell}") for cell in (1, 2) for chapter in "abn"]
+    ordered = book_conftest.longest_first(items, {"book/a.ipynb": 10, "book/b.ipynb": 100})
+    assert [item.name for item in ordered] == ["n1", "n2", "b1", "b2", "a1", "a2"]
+    recorded = book_conftest.recorded_seconds()
+    assert {p.relative_to(ROOT).as_posix() for p in CHAPTERS} <= set(recorded)
+
+
+def test_each_xdist_worker_gets_its_own_share_of_the_cores():
+    """conftest.py's shares: disjoint, covering every core, as equal as can be; all cores when there are more
+    workers than cores or the worker name is not gw<k>; and a process that imports it as worker gw1 of 2 is pinned
+    to its share of the cores it had."""
+    import os
+    import subprocess
+
+    share = _load(ROOT / "conftest.py", "root_conftest").core_share
+    assert [share(f"gw{k}", 2, [0, 1]) for k in range(2)] == [[0], [1]]
+    assert [share(f"gw{k}", 2, [0, 1, 2, 3, 4]) for k in range(2)] == [[0, 1], [2, 3, 4]]
+    assert [share(f"gw{k}", 3, list(range(8))) for k in range(3)] == [[0, 1], [2, 3, 4], [5, 6, 7]]
+    assert share("gw2", 4, [0, 1]) == [0, 1] and share("master", 2, [0, 1]) == [0, 1]
+    assert share("gw0", 1, [0, 1]) == [0, 1]
+    if not hasattr(os, "sched_getaffinity"):
+        return
+    env = {**os.environ, "PYTEST_XDIST_WORKER": "gw1", "PYTEST_XDIST_WORKER_COUNT": "2"}
+    out = subprocess.run([sys.executable, "-c", "import os, conftest; print(sorted(os.sched_getaffinity(0)))"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(share("gw1", 2, sorted(os.sched_getaffinity(0))))
