@@ -138,14 +138,16 @@ def test_nbval_hands_the_chapters_to_its_workers_longest_first():
     assert {p.relative_to(ROOT).as_posix() for p in CHAPTERS} <= set(recorded)
 
 
-def test_each_xdist_worker_gets_its_own_share_of_the_cores():
+def test_each_xdist_worker_gets_its_own_share_of_the_cores(monkeypatch):
     """conftest.py's shares: disjoint, covering every core, as equal as can be; all cores when there are more
     workers than cores or the worker name is not gw<k>; and a process that imports it as worker gw1 of 2 is pinned
     to its share of the cores it had."""
     import os
     import subprocess
 
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # loading it here must not pin this worker again
     share = _load(ROOT / "conftest.py", "root_conftest").core_share
+    monkeypatch.undo()
     assert [share(f"gw{k}", 2, [0, 1]) for k in range(2)] == [[0], [1]]
     assert [share(f"gw{k}", 2, [0, 1, 2, 3, 4]) for k in range(2)] == [[0, 1], [2, 3, 4]]
     assert [share(f"gw{k}", 3, list(range(8))) for k in range(3)] == [[0, 1], [2, 3, 4], [5, 6, 7]]
