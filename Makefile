@@ -28,10 +28,8 @@ test: unit notebooks build-check
 # The unit tests run in JOBS worker processes (pytest-xdist; a worker that runs out of tests takes some of the
 # other's); JOBS=0 runs them in one process. The chapters also run on JOBS workers, each chapter whole on one
 # worker in its own kernel, longest first (book/conftest.py orders them by book/runtimes.json). Each worker, and
-# the kernels it starts, is pinned to its own share of the cores (conftest.py): unpinned, two chapters side by side
-# on 2 cores ran far slower than in turn, since each XLA thread pool took both cores (logreg beside gaussian_vi:
-# over 20 minutes, against 4.3 alone); pinned to one core each, logreg and ensembles_regression side by side took
-# 249 s and 180 s, against about 360 s one after the other on both cores (2026-12-06).
+# the kernels it starts, is pinned to its own share of the cores (conftest.py, which gives the measurements):
+# unpinned, two chapters side by side compete for the cores and run far slower than in turn.
 JOBS ?= 2
 
 unit: $(STAMP)
