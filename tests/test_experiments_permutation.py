@@ -240,5 +240,37 @@ def test_a_result_of_another_schema_is_not_taken_as_finished(tmp_path):
     (tmp_path / "result.json").write_text(json.dumps(record))
     assert permutation.finished(tmp_path, preset, 0) == record
     assert permutation.finished(tmp_path, preset, 1) is None
-    (tmp_path / "result.json").write_text(json.dumps({**record, "schema": permutation.SCHEMA - 1}))
+    (tmp_path / "result.json").write_text(json.dumps({**record, "schema": 2}))
     assert permutation.finished(tmp_path, preset, 0) is None
+    # schema 3 differs from 4 only in the keys of seeds above 0: its seed-0 results stand, its others are rerun
+    (tmp_path / "result.json").write_text(json.dumps({**record, "schema": 3}))
+    assert permutation.finished(tmp_path, preset, 0) == {**record, "schema": 3}
+    seed1 = {"schema": 3, "config": {**preset._asdict(), "seed": 1}}
+    (tmp_path / "result.json").write_text(json.dumps(seed1))
+    assert permutation.finished(tmp_path, preset, 1) is None
+
+
+def _drawn_keys(keys_of, seeds, num_segments: int = 6) -> list:
+    """Every key a run draws for each seed (`keys_of(seed)` -> its init, train, barrier and accuracy root keys), as
+    raw key data: the replicas' two initial keys, the training segments' keys and the two evaluation keys."""
+    drawn = []
+    for seed in seeds:
+        init, train, *evaluation = keys_of(seed)
+        drawn += [*jax.random.split(init, 2), *jax.random.split(train, num_segments), *evaluation]
+    return [tuple(np.asarray(jax.random.key_data(k)).tolist()) for k in drawn]
+
+
+def test_seeds_draw_disjoint_keys():
+    """No key is drawn by two seeds, or for two uses of one seed (`seed_keys`), so the replica pairs of seeds 0, 1,
+    2... are independent by construction; the keys of seed 0 are schema 3's (whose seed-0 results stand). Schema 3's
+    derivation, key(seed + j), fails the check (a planted defect: seed 1's initial weights came from seed 0's first
+    training keys)."""
+    drawn = _drawn_keys(permutation.seed_keys, range(5))
+    assert len(set(drawn)) == len(drawn)
+    schema3 = lambda seed: [jax.random.key(seed + j) for j in range(4)]  # noqa: E731
+    old = _drawn_keys(schema3, range(5))
+    assert len(set(old)) < len(old)
+    assert _drawn_keys(permutation.seed_keys, [0]) == _drawn_keys(schema3, [0])
+    for bad in (-1, 1.5, True, "1"):
+        with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+            permutation.seed_keys(bad)

@@ -49,6 +49,19 @@ def test_status_full_reduced_missing(tmp_path):
         results.figure_status(tmp_path, 4)
 
 
+def test_schema_3_results_stand_for_seed_0_only(tmp_path):
+    """Schema 3 drew the keys of seeds above 0 from their neighbours' (`permutation.seed_keys`): its seed-0 files
+    are read, its others refused."""
+    mlp = FIGURES[4].runs[0]
+    for seed in (0, 1):
+        write(tmp_path, mlp, 1.0, 0.01, seed=seed)
+        path = tmp_path / mlp.folder(seed) / "result.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "schema": 3}))
+    assert results.load_result(tmp_path / mlp.folder(0) / "result.json")["schema"] == 3
+    with pytest.raises(ValueError, match="not a result of schema 4"):
+        results.load_result(tmp_path / mlp.folder(1) / "result.json")
+
+
 @pytest.mark.parametrize("good", [True, False])
 def test_each_figure_claim(tmp_path, good):
     """Each figure's rule on three made-up pairs per run, the claim well clear of the pairs' spread (±0.01) one

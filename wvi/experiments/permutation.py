@@ -6,11 +6,12 @@
     python -m wvi.experiments.permutation --list
     python -m wvi.experiments.permutation --campaign gpu --list      # a prepared GPU session (wvi.experiments.campaign)
 
-Each run trains two replicas of a mean-field VI (or MAP) network from different seeds, together in one vmapped
-program, aligns the second to the first (`wvi.align.align`: Wasserstein cost for VI, weight matching on the means
-for MAP), and measures the loss barrier along the W2 geodesic before and after alignment on the training and test
-sets (`wvi.barrier.naive_and_aligned`, 25 τ, 128 posterior samples). It writes `result.json` with the config,
-package versions, devices, wall times, accuracies, the alignment's objectives, barriers and loss curves.
+Each run trains two replicas of a mean-field VI (or MAP) network from the keys of `--seed` (`seed_keys`: no two
+seeds share a key), together in one vmapped program, aligns the second to the first (`wvi.align.align`:
+Wasserstein cost for VI, weight matching on the means for MAP), and measures the loss barrier along the W2 geodesic
+before and after alignment on the training and test sets (`wvi.barrier.naive_and_aligned`, 25 τ, 128 posterior
+samples). It writes `result.json` with the config, package versions, devices, wall times, accuracies, the
+alignment's objectives, barriers and loss curves.
 
 `--figure N` runs every point of the paper's figure N (`FIGURES`: Figs. 4, 5, 7, 8, 9 and 11), each into
 `OUT/<run name>/` (`run_name`), skipping points whose result is already there. Overrides given on the command line
@@ -86,7 +87,38 @@ PRESETS = {
 
 RESULT_KEYS = ("schema", "preset", "config", "versions", "device", "num_devices", "replica_devices", "devices", "seconds",
                "accuracy", "alignment", "barriers", "curves", "trained_with")
-SCHEMA = 3  # 3: `trained_with`, the other runs of the same compiled training program (run_group)
+SCHEMA = 4  # 3: `trained_with`, the other runs of one compiled training program (run_group); 4: `seed_keys`
+
+
+def schema_holds(record: dict) -> bool:
+    """Whether a result record is of this `SCHEMA`. A schema-3 record of seed 0 is too: schema 3 drew seed s's keys
+    from key(s + j), j = 0…3, which for seed 0 are `seed_keys(0)`, so it holds what this version computes."""
+    return record.get("schema") == SCHEMA or (record.get("schema") == 3 and record.get("config", {}).get("seed") == 0)
+
+
+class SeedKeys(NamedTuple):
+    """A seed's root keys, one per use (`seed_keys`)."""
+    init: jax.Array      # the two replicas' initial weights: split in two
+    train: jax.Array     # training: split into one key per segment of `--checkpoint-every` steps
+    barrier: jax.Array   # alignment and the loss curves (`barrier.naive_and_aligned`)
+    accuracy: jax.Array  # the replicas' predictive accuracies
+
+
+def seed_keys(seed: int) -> SeedKeys:
+    """Seed s's root keys, `jax.random.key(4s + j)` for its j-th use: no two seeds, and no two uses of one seed,
+    share a root key, so the replica pairs of different seeds are independent by construction.
+
+    (Schema 3 used key(s + j), so that seed s's initial weights were drawn from seed s − 1's training key: `split`
+    of one key into 2 and into n keys agree on the first two.)
+
+    Args:
+      seed: a non-negative integer (`--seed`).
+    Returns:
+      `SeedKeys`: init, train, barrier and accuracy keys.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return SeedKeys(*(jax.random.key(len(SeedKeys._fields) * int(seed) + j) for j in range(len(SeedKeys._fields))))
 
 
 def run_name(preset: str, overrides: dict) -> str:
@@ -261,7 +293,7 @@ def trainer_and_start(preset: Preset, x_train, y_train, seed: int = 0, settings:
     after the replica axis, where setting k steps with the keys its own run would use."""
     init_fn, apply, _ = network(preset, x_train)
     common = dict(batch_size=min(preset.batch_size, len(y_train)), optimizer=optax.sgd(preset.learning_rate, momentum=0.9))
-    keys = jax.random.split(jax.random.key(seed), 2)
+    keys = jax.random.split(seed_keys(seed).init, 2)
     if preset.method not in ("vi", "map"):
         raise ValueError(f"unknown method {preset.method!r}; expected 'vi' or 'map'")
     if settings is not None:
@@ -307,7 +339,7 @@ def finished(out: Path, preset: Preset, seed: int) -> Optional[dict]:
     if not done.exists():
         return None
     result = json.loads(done.read_text())
-    same = result.get("schema") == SCHEMA and result["config"] == {**preset._asdict(), "seed": seed}
+    same = schema_holds(result) and result["config"] == {**preset._asdict(), "seed": seed}
     return result if same else None
 
 
@@ -319,7 +351,7 @@ def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: in
     of `settings`, and the checkpoint is `out/checkpoint-program.npz`."""
     trainer, start, _ = trainer_and_start(preset, x_train, y_train, seed, settings)
     state = jax.vmap(trainer.init)(start)
-    config = {**preset._asdict(), "seed": seed, "checkpoint_every": checkpoint_every}
+    config = {**preset._asdict(), "seed": seed, "checkpoint_every": checkpoint_every, "schema": SCHEMA}  # its keys
     if settings is not None:
         config["settings"] = [{f: getattr(p, f) for f in SETTING_FIELDS} for p in settings]
     path = out / ("checkpoint.npz" if settings is None else "checkpoint-program.npz")  # a program's apart: no clash
@@ -332,7 +364,7 @@ def train_pair(preset: Preset, x_train, y_train, out: Path, checkpoint_every: in
     num_segments = -(-preset.steps // checkpoint_every)
     # XLA's CPU backend runs convolution gradients slowly inside lax.scan (benchmarks/train_throughput.py)
     loop = "python" if preset.arch == "resnet20" and jax.default_backend() == "cpu" else "scan"
-    keys = jax.random.split(jax.random.key(seed + 1), num_segments)
+    keys = jax.random.split(seed_keys(seed).train, num_segments)
     label = out.name if settings is None else f"{out.name} (a program of {len(settings)} settings)"
     start_time = time.perf_counter()
     for k in range(done, num_segments):
@@ -404,13 +436,13 @@ def _run(presets: list, outs: list, names: list, checkpoint_every: int, seed: in
         spec = spec_fn(q0.mean)
         align_start = time.perf_counter()
         cost = "wasserstein" if preset.method == "vi" else "mean"
-        result = barrier.naive_and_aligned(jax.random.key(seed + 2), q0, q1, spec, apply, splits, cost=cost,
+        result = barrier.naive_and_aligned(seed_keys(seed).barrier, q0, q1, spec, apply, splits, cost=cost,
                                            num_taus=preset.num_taus, num_samples=preset.num_samples if preset.method == "vi" else 1,
                                            batch=eval_batch(preset))
         align_seconds = time.perf_counter() - align_start
         accuracy = {}
         for label, q in (("q0", q0), ("q1", q1)):
-            accuracy[label] = {s: float(bnn.accuracy(bnn.predictive_log_probs(jax.random.key(seed + 3), q, apply, x,
+            accuracy[label] = {s: float(bnn.accuracy(bnn.predictive_log_probs(seed_keys(seed).accuracy, q, apply, x,
                                                                             preset.num_samples, eval_batch(preset)), y))
                                for s, (x, y) in splits.items()}
         accuracy_seconds = time.perf_counter() - align_start - align_seconds

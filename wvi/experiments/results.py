@@ -23,7 +23,7 @@ import numpy as np
 
 from wvi.barrier import (BarrierCurve, aligned_trend_verdict, alignment_verdict, barrier_from_losses,
                          smaller_change_verdict, trend_verdict)
-from wvi.experiments.permutation import FIGURES, RESULT_KEYS, SCHEMA, Run
+from wvi.experiments.permutation import FIGURES, RESULT_KEYS, SCHEMA, Run, schema_holds
 from wvi.report import book_root
 
 
@@ -41,7 +41,7 @@ BUDGET_FIELDS = ("steps", "num_samples", "num_taus")
 def load_result(path: Path) -> dict:
     """A result.json, checked against the schema the command writes (`RESULT_KEYS`, `SCHEMA`)."""
     record = json.loads(Path(path).read_text())
-    if record.get("schema") != SCHEMA or set(record) != set(RESULT_KEYS):
+    if not schema_holds(record) or set(record) != set(RESULT_KEYS):
         raise ValueError(f"{path}: not a result of schema {SCHEMA} with keys {RESULT_KEYS}; rerun its command")
     return record
 
