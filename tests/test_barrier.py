@@ -98,6 +98,60 @@ def test_naive_and_aligned_finds_a_planted_permutation_and_removes_the_barrier()
     assert np.all(np.diff(result.alignment.objectives) >= 0)
 
 
+def test_sweep_orders_reuse_naive_and_aligned_keys_and_separate_orders_from_evaluation_noise():
+    from wvi import align
+
+    apply = partial(networks.mlp_apply, activation="relu")
+    m0, m1 = (networks.mlp_he_init(jax.random.key(k), [3, 16, 16, 4]) for k in (0, 1))
+    q0 = G.meanfield(m0, 0.1)
+    spec = align.mlp_spec(q0.mean)
+    # q1: halfway to another network, relabelled: a barrier after alignment, and orders that disagree
+    halfway = G.meanfield(jax.tree_util.tree_map(lambda a, b: (a + b) / 2, m0, m1), 0.1)
+    q1 = align.permute(halfway, spec, align.random_perms(jax.random.key(5), spec, q0))
+    x = jax.random.normal(jax.random.key(2), (40, 3))
+    y = jnp.argmax(apply(q0.mean, x), axis=-1)
+    key = jax.random.key(3)
+    study = barrier.sweep_orders(key, q0, q1, spec, apply, x, y, num_orders=3, num_eval_keys=3, num_taus=5,
+                                 num_samples=4)
+    reference = barrier.naive_and_aligned(key, q0, q1, spec, apply, {"test": (x, y)}, num_taus=5, num_samples=4)
+    # order 0 and evaluation key 0 are naive_and_aligned's with the same key
+    assert study.barriers[0] == pytest.approx(reference.aligned["test"].barrier, abs=1e-6)
+    assert study.objectives[0] == pytest.approx(reference.alignment.objectives[-1])
+    assert study.eval_barriers[0] == study.barriers[0] and study.agreements[0] == 1.0
+    # each order's barrier is the barrier of its own permutations under evaluation key 0
+    k_eval = jax.random.split(key)[1]
+    for k in (1, 2):
+        direct = barrier.loss_curve(k_eval, q0, align.permute(q1, spec, study.perms[k]), apply, x, y, 5, 4)
+        assert study.barriers[k] == pytest.approx(direct.barrier, abs=1e-6)
+    assert len(set(study.eval_barriers.round(8))) == 3  # other keys, other posterior samples
+    assert study.barriers[0] > 0.01 and study.agreements[1] < 1  # a barrier left, and another alignment
+    assert study.w2_squared[1] == pytest.approx(float(G.w2_squared(q0, align.permute(q1, spec, study.perms[1]))))
+    assert study.sweeps.shape == study.agreements.shape == study.w2_squared.shape == (3,)
+    with pytest.raises(ValueError, match="num_orders must be an integer >= 2"):
+        barrier.sweep_orders(key, q0, q1, spec, apply, x, y, num_orders=1)
+
+
+def test_variance_beyond_noise_is_an_f_test_against_pooled_noise():
+    from scipy import stats
+
+    noise = np.array([[1.0, 1.1, 0.9], [2.0, 2.1, 1.9]])  # pooled variance 0.01 on 4 degrees of freedom
+    spread = np.array([[0.0, 0.1, 0.2, 0.3], [5.0, 5.1, 5.2, 5.3]])  # variance 0.0167 each: F = 1.67, no effect
+    result = barrier.variance_beyond_noise(spread, noise)
+    assert result.dof == (3, 4) and result.noise_sd == pytest.approx(0.1)
+    assert result.ratios == pytest.approx([1 / 0.6] * 2) and result.critical == pytest.approx(stats.f.ppf(0.99, 3, 4))
+    assert not result.exceeds.any()
+    planted = spread * np.array([[10.0], [1.0]])  # the first pair's values spread ten times wider: F = 167
+    assert barrier.variance_beyond_noise(planted, noise).exceeds.tolist() == [True, False]
+    assert barrier.variance_beyond_noise(planted, noise, level=0.5).exceeds.tolist() == [True, True]
+    assert not barrier.variance_beyond_noise([[1.0, 1.0]], [[0.0, 0.0]]).exceeds.any()  # 0/0: no effect seen
+    with pytest.raises(ValueError, match="noise must be a finite"):
+        barrier.variance_beyond_noise(spread, [1.0, 1.1])
+    with pytest.raises(ValueError, match="values must be a finite"):
+        barrier.variance_beyond_noise([[1.0, float("nan")]], noise)
+    with pytest.raises(ValueError, match="level must be in"):
+        barrier.variance_beyond_noise(spread, noise, level=1.0)
+
+
 def test_verdict_rules_of_part5():
     # alignment_verdict: every pair meets the claim -> reproduced; none -> not; some -> partly; fewer than 3 pairs raise
     assert barrier.alignment_verdict([1.0, 1.2, 0.9], [0.0, 0.1, 0.2], fraction=0.25) == "reproduced"

@@ -222,3 +222,18 @@ def test_alignment_times_draw_the_median_and_the_range_over_pairs():
     np.testing.assert_allclose(ax.containers[0].lines[0].get_ydata(), [0.2, 2.0])
     np.testing.assert_allclose(ax.containers[0].lines[2][0].get_segments()[1][:, 1], [1.0, 3.0])  # the range
     plt.close(fig)
+
+
+def test_sweep_order_barriers_mark_order_zero_the_noise_and_the_naive_barrier():
+    from wvi.barrier import SweepOrders
+    study = SweepOrders([{}] * 3, np.zeros(3), np.array([10.0, 11.0, 12.0]), np.ones(3), np.array([1.0, 0.2, 0.1]),
+                        np.array([0.5, 0.9, 0.7]), np.array([0.5, 0.51]))
+    fig, ax = plt.subplots()
+    plot.sweep_order_barriers(ax, study, naive_barrier=1.2, noise_sd=0.05)
+    order0, others, naive = ax.lines[-3:]
+    np.testing.assert_allclose(order0.get_xydata(), [[10.0, 0.5]])
+    np.testing.assert_allclose(others.get_ydata(), [0.9, 0.7])
+    np.testing.assert_allclose(naive.get_ydata(), [1.2, 1.2])
+    np.testing.assert_allclose(ax.containers[0].lines[2][0].get_segments()[0][:, 1], [0.4, 0.6])  # ±2 noise sd
+    assert ax.get_xlabel() == "W2²(q0, P#q1)" and ax.get_ylim()[0] == 0
+    plt.close(fig)

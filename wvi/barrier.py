@@ -14,9 +14,11 @@ predictive log likelihood in nats per data point, so that a barrier is a rise of
 Every τ uses the same sample keys (common random numbers), so the curve is smooth in τ. On the mixture path the
 barrier is always 0: log is concave, so ℓ((1−τ)q0 + τq1) ≤ (1−τ)ℓ(q0) + τℓ(q1) point by point (Jensen).
 
-`naive_and_aligned` aligns q1 to q0 and measures both barriers; `Plane` spans the 2D slice of parameter space
-through three parameter vectors (the paper's Fig. 6); `activation_variance_curve` follows the variance of the hidden
-activations along the geodesic (the paper's Fig. 10, after Jordan et al.'s REPAIR, §3.1). Chapters: Part V.
+`naive_and_aligned` aligns q1 to q0 and measures both barriers; `sweep_orders` measures the aligned barrier under
+several visiting orders of the alignment, and `variance_beyond_noise` reads their differences against the barriers'
+Monte Carlo noise; `Plane` spans the 2D slice of parameter space through three parameter vectors (the paper's
+Fig. 6); `activation_variance_curve` follows the variance of the hidden activations along the geodesic (the paper's
+Fig. 10, after Jordan et al.'s REPAIR, §3.1). Chapters: Part V.
 """
 from __future__ import annotations
 
@@ -105,6 +107,91 @@ def naive_and_aligned(key, q0: G.MeanField, q1: G.MeanField, spec: align.Permuta
         curves[label] = {name: loss_curve(k_eval, q0, q, apply_fn, x, y, num_taus, num_samples, "geodesic",
                                           likelihood, noise_std, batch) for name, (x, y) in splits.items()}
     return NaiveAndAligned(alignment, q1_aligned, curves["naive"], curves["aligned"])
+
+
+class SweepOrders(NamedTuple):
+    """One pair aligned under several sweep orders of the coordinate descent, order k = 0, …, K−1: `perms[k]`,
+    `objectives[k]` its final objective, `w2_squared[k]` = W2²(q0, P_k#q1), `sweeps[k]`, `agreements[k]` the share
+    of units it pairs as order 0 does (`wvi.align.agreement`; 1 for order 0), `barriers[k]` the barrier from q0 to
+    P_k#q1 under one evaluation key;
+    and `eval_barriers[j]`, the barrier of order 0's alignment under evaluation key j = 0, …, J−1 (j = 0 is
+    `barriers[0]`): the Monte Carlo noise of one barrier, against which the orders' differences are read."""
+
+    perms: list
+    objectives: np.ndarray
+    w2_squared: np.ndarray
+    sweeps: np.ndarray
+    agreements: np.ndarray
+    barriers: np.ndarray
+    eval_barriers: np.ndarray
+
+
+def sweep_orders(key, q0: G.MeanField, q1: G.MeanField, spec: align.PermutationSpec, apply_fn: Callable, x, y,
+                 num_orders: int = 4, num_eval_keys: int = 3, cost: str = "wasserstein", num_taus: int = 25,
+                 num_samples: int = 128, likelihood: str = "categorical", noise_std: float = 1.0,
+                 batch: int = 16) -> SweepOrders:
+    """Align q1 to q0 under `num_orders` visiting orders of Algorithm 1 (`align.align` with `cost`) and measure the
+    aligned barrier on (x, y) of each with the same evaluation key, and that of order 0 under `num_eval_keys` keys.
+    Order 0 and evaluation key 0 are those of `naive_and_aligned` with the same `key` (k_align, k_eval =
+    split(key)), so `barriers[0]` is its aligned barrier on (x, y); order k ≥ 1 draws its visiting order from
+    fold_in(k_align, k) and evaluation key j ≥ 1 is fold_in(k_eval, j). The orders' barriers differ by their
+    permutations only; the evaluation keys' by the posterior samples only. `variance_beyond_noise` compares the
+    two. Chapter: Part V, "Aligning VI solutions: ResNet20 on handwritten digits", section 3."""
+    for name, value in (("num_orders", num_orders), ("num_eval_keys", num_eval_keys)):
+        if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 2):
+            raise ValueError(f"{name} must be an integer >= 2; got {value!r}")
+    k_align, k_eval = jax.random.split(key)
+
+    def curve(k, q):
+        return loss_curve(k, q0, q, apply_fn, x, y, num_taus, num_samples, "geodesic", likelihood, noise_std, batch)
+
+    alignments = [align.align(q0, q1, spec, cost=cost, key=k_align if k == 0 else jax.random.fold_in(k_align, k))
+                  for k in range(num_orders)]
+    aligned = [align.permute(q1, spec, a.perms) for a in alignments]
+    barriers = np.array([curve(k_eval, q).barrier for q in aligned])
+    eval_barriers = np.array([barriers[0]] + [curve(jax.random.fold_in(k_eval, j), aligned[0]).barrier
+                                              for j in range(1, num_eval_keys)])
+    return SweepOrders([a.perms for a in alignments], np.array([a.objectives[-1] for a in alignments]),
+                       np.array([float(G.w2_squared(q0, q)) for q in aligned]), np.array([a.sweeps for a in alignments]),
+                       np.array([align.agreement(alignments[0].perms, a.perms) for a in alignments]), barriers,
+                       eval_barriers)
+
+
+class NoiseComparison(NamedTuple):
+    """Per pair i: `ratios[i]` = s²_i / s²_noise, `exceeds[i]` whether it passes `critical`, the (1 − level) quantile
+    of F(`dof`); `noise_sd` = s_noise."""
+
+    ratios: np.ndarray
+    critical: float
+    dof: tuple
+    noise_sd: float
+    exceeds: np.ndarray
+
+
+def variance_beyond_noise(values, noise, level: float = 0.01) -> NoiseComparison:
+    """Whether each pair's values vary by more than measurement noise: a one-sided F test per pair i of its sample
+    variance s²_i over its K values (`values[i]`, ddof = 1) against the noise variance pooled over the pairs,
+    s²_noise = Σ_i Σ_j (noise[i, j] − mean_j noise[i])² / (P(J − 1)) for `noise` (P, J), each row J repeated
+    measurements of one quantity: F_i = s²_i / s²_noise against the (1 − `level`) quantile of F(K − 1, P(J − 1))
+    (scipy.stats.f). Used for the sweep orders' barriers against the evaluation keys' (`sweep_orders`).
+
+    Raises:
+      ValueError: when `values` is not (P, K ≥ 2) or `noise` not (P', J ≥ 2) and finite, or `level` not in (0, 1).
+    """
+    from scipy import stats
+
+    values, noise = np.asarray(values, float), np.asarray(noise, float)
+    for name, v in (("values", values), ("noise", noise)):
+        if v.ndim != 2 or v.shape[1] < 2 or v.shape[0] < 1 or not np.all(np.isfinite(v)):
+            raise ValueError(f"{name} must be a finite (pairs, repeats >= 2) array; got shape {v.shape}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level!r}")
+    dof = (values.shape[1] - 1, noise.shape[0] * (noise.shape[1] - 1))
+    noise_var = float(np.sum((noise - noise.mean(axis=1, keepdims=True)) ** 2) / dof[1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.var(values, axis=1, ddof=1) / noise_var
+    critical = float(stats.f.ppf(1 - level, *dof))
+    return NoiseComparison(ratios, critical, dof, float(np.sqrt(noise_var)), np.nan_to_num(ratios, nan=0.0) > critical)
 
 
 class VarianceCurve(NamedTuple):

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib.patches import Ellipse
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 METHOD_COLORS = {  # a method's index in seaborn's colour-blind palette, or a matplotlib colour name
     "BBVI-rep": 1,
@@ -433,6 +433,22 @@ def barrier_bars(ax, names: Sequence[str], naive: Sequence, aligned: Sequence, s
     ax.set_xticks(x, names, rotation=20, ha="right")
     ax.set_ylabel(f"{split} barrier (nats / point)")
     ax.legend()
+
+
+def sweep_order_barriers(ax, study, naive_barrier: float, noise_sd: float):
+    """The aligned barrier of one pair under each sweep order of the alignment (a `wvi.barrier.SweepOrders`)
+    against W2²(q0, P#q1), the distance the alignment minimises: order 0 filled, the others hollow, each with a bar of
+    ±2 `noise_sd` (the barrier's evaluation noise); the pair's naive barrier dashed."""
+    w2, barriers = np.asarray(study.w2_squared, float), np.asarray(study.barriers, float)
+    ax.errorbar(w2, barriers, yerr=2 * noise_sd, fmt="none", ecolor=color("aligned"), capsize=3)
+    ax.plot(w2[:1], barriers[:1], "o", color=color("aligned"), label="aligned, order 0")
+    ax.plot(w2[1:], barriers[1:], "o", mfc="white", color=color("aligned"), label="aligned, other orders")
+    ax.axhline(naive_barrier, ls="--", color=color("naive"), label="naive")
+    ax.set_ylim(0, None)
+    ax.margins(x=0.12)
+    ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
+    ax.set_xlabel("W2²(q0, P#q1)")
+    ax.set_ylabel("test barrier (nats / point)")
 
 
 def variance_ratios(axes, curves: dict):
