@@ -113,9 +113,9 @@ class SweepOrders(NamedTuple):
     """One pair aligned under several sweep orders of the coordinate descent, order k = 0, …, K−1: `perms[k]`,
     `objectives[k]` its final objective, `w2_squared[k]` = W2²(q0, P_k#q1), `sweeps[k]`, `agreements[k]` the share
     of units it pairs as order 0 does (`wvi.align.agreement`; 1 for order 0), `barriers[k]` the barrier from q0 to
-    P_k#q1 under one evaluation key;
-    and `eval_barriers[j]`, the barrier of order 0's alignment under evaluation key j = 0, …, J−1 (j = 0 is
-    `barriers[0]`): the Monte Carlo noise of one barrier, against which the orders' differences are read."""
+    P_k#q1 under one evaluation key; and `eval_barriers[j]`, the barrier of order 0's alignment under evaluation key
+    j = 0, …, J−1 (j = 0 is `barriers[0]`): the Monte Carlo noise of one barrier, against which the orders'
+    differences are read."""
 
     perms: list
     objectives: np.ndarray
