@@ -129,6 +129,18 @@ def test_sweep_orders_reuse_naive_and_aligned_keys_and_separate_orders_from_eval
     assert study.sweeps.shape == study.agreements.shape == study.w2_squared.shape == (3,)
     with pytest.raises(ValueError, match="num_orders must be an integer >= 2"):
         barrier.sweep_orders(key, q0, q1, spec, apply, x, y, num_orders=1)
+    # reusing naive_and_aligned's result for order 0 gives the same study without aligning order 0 again
+    reused = barrier.sweep_orders(key, q0, q1, spec, apply, x, y, num_orders=3, num_eval_keys=3, num_taus=5,
+                                  num_samples=4, reuse=reference)
+    for field, value in study._asdict().items():
+        if field == "perms":
+            assert all(jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, a, b))
+                       for a, b in zip(value, reused.perms))
+        else:
+            np.testing.assert_allclose(getattr(reused, field), value, rtol=0, atol=1e-6, err_msg=field)
+    assert reused.barriers[0] == reference.aligned["test"].barrier
+    with pytest.raises(ValueError, match="reuse_split must name a split of reuse's curves"):
+        barrier.sweep_orders(key, q0, q1, spec, apply, x, y, reuse=reference, reuse_split="train")
 
 
 def test_variance_beyond_noise_is_an_f_test_against_pooled_noise():

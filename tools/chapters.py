@@ -101,10 +101,20 @@ def run(paths: list[Path]) -> None:
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-        start = time.time()
-        NotebookClient(nb, timeout=1800, kernel_name="python3", record_timing=False,
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        start, cell_seconds = time.time(), {}
+
+        def started(cell, cell_index, **_):
+            cell_seconds[cell_index] = time.time()
+
+        def finished(cell, cell_index, **_):
+            cell_seconds[cell_index] = time.time() - cell_seconds[cell_index]
+
+        NotebookClient(nb, timeout=1800, kernel_name="python3", record_timing=False, on_cell_execute=started,
+                       on_cell_executed=finished, resources={"metadata": {"path": str(path.parent)}}).execute()
         seconds = time.time() - start
+        slowest = sorted(cell_seconds.items(), key=lambda item: -item[1])[:5]
+        print(f"{path.relative_to(ROOT)}: slowest cells (index in the notebook: seconds) "
+              + ", ".join(f"{k}: {v:.0f}" for k, v in slowest))
         nbformat.write(nb, path)
         title = next((line[2:].strip() for c in nb.cells if c.cell_type == "markdown"
                       for line in c.source.splitlines() if line.startswith("# ")), path.stem)

@@ -23,7 +23,7 @@ Fig. 10, after Jordan et al.'s REPAIR, §3.1). Chapters: Part V.
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -129,26 +129,44 @@ class SweepOrders(NamedTuple):
 def sweep_orders(key, q0: G.MeanField, q1: G.MeanField, spec: align.PermutationSpec, apply_fn: Callable, x, y,
                  num_orders: int = 4, num_eval_keys: int = 3, cost: str = "wasserstein", num_taus: int = 25,
                  num_samples: int = 128, likelihood: str = "categorical", noise_std: float = 1.0,
-                 batch: int = 16) -> SweepOrders:
+                 batch: int = 16, reuse: Optional[NaiveAndAligned] = None,
+                 reuse_split: str = "test") -> SweepOrders:
     """Align q1 to q0 under `num_orders` visiting orders of Algorithm 1 (`align.align` with `cost`) and measure the
     aligned barrier on (x, y) of each with the same evaluation key, and that of order 0 under `num_eval_keys` keys.
     Order 0 and evaluation key 0 are those of `naive_and_aligned` with the same `key` (k_align, k_eval =
     split(key)), so `barriers[0]` is its aligned barrier on (x, y); order k ≥ 1 draws its visiting order from
     fold_in(k_align, k) and evaluation key j ≥ 1 is fold_in(k_eval, j). The orders' barriers differ by their
     permutations only; the evaluation keys' by the posterior samples only. `variance_beyond_noise` compares the
-    two. Chapter: Part V, "Aligning VI solutions: ResNet20 on handwritten digits", section 3."""
+    two. Chapter: Part V, "Aligning VI solutions: ResNet20 on handwritten digits", section 3.
+
+    Args:
+      reuse: the result of `naive_and_aligned` for the same `key`, q0, q1, spec and evaluation settings, with
+        (x, y) as its split `reuse_split`: order 0's alignment and barrier are taken from it instead of being
+        computed again (the same numbers; it saves one alignment and one loss curve).
+
+    Raises:
+      ValueError: when `num_orders` or `num_eval_keys` is not an integer >= 2, or `reuse` has no split
+        `reuse_split`.
+    """
     for name, value in (("num_orders", num_orders), ("num_eval_keys", num_eval_keys)):
         if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 2):
             raise ValueError(f"{name} must be an integer >= 2; got {value!r}")
+    if reuse is not None and reuse_split not in reuse.aligned:
+        raise ValueError(f"reuse_split must name a split of reuse's curves ({', '.join(map(repr, reuse.aligned))}); "
+                         f"got {reuse_split!r}")
     k_align, k_eval = jax.random.split(key)
 
     def curve(k, q):
         return loss_curve(k, q0, q, apply_fn, x, y, num_taus, num_samples, "geodesic", likelihood, noise_std, batch)
 
-    alignments = [align.align(q0, q1, spec, cost=cost, key=k_align if k == 0 else jax.random.fold_in(k_align, k))
-                  for k in range(num_orders)]
+    def order_key(k):
+        return k_align if k == 0 else jax.random.fold_in(k_align, k)
+
+    first = [reuse.alignment] if reuse is not None else []
+    alignments = first + [align.align(q0, q1, spec, cost=cost, key=order_key(k)) for k in range(len(first), num_orders)]
     aligned = [align.permute(q1, spec, a.perms) for a in alignments]
-    barriers = np.array([curve(k_eval, q).barrier for q in aligned])
+    reused = [reuse.aligned[reuse_split].barrier] if reuse is not None else []
+    barriers = np.array(reused + [curve(k_eval, q).barrier for q in aligned[len(first):]])
     eval_barriers = np.array([barriers[0]] + [curve(jax.random.fold_in(k_eval, j), aligned[0]).barrier
                                               for j in range(1, num_eval_keys)])
     return SweepOrders([a.perms for a in alignments], np.array([a.objectives[-1] for a in alignments]),
