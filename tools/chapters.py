@@ -3,7 +3,8 @@
 
     python tools/chapters.py sync            rewrite every chapter's setup cell from the template below
     python tools/chapters.py run [NB ...]    execute chapters top to bottom in place (all when none is named), and
-                                             record each one's wall time in book/runtimes.json (the intro's table)
+                                             record each one's wall time in book/runtimes.json (the intro's table);
+                                             print each one's five slowest cells (where a trim would pay)
     python tools/chapters.py list            the chapters, in _toc.yml order
     python tools/chapters.py ledger          the ledger's status sentence, for the README (a test compares them)
     python tools/chapters.py script NB SCALE print the chapter as a plain Python script at SCALE ("small" or
