@@ -141,6 +141,11 @@ def test_sweep_orders_reuse_naive_and_aligned_keys_and_separate_orders_from_eval
     assert reused.barriers[0] == reference.aligned["test"].barrier
     with pytest.raises(ValueError, match="reuse_split must name a split of reuse's curves"):
         barrier.sweep_orders(key, q0, q1, spec, apply, x, y, reuse=reference, reuse_split="train")
+    # another pair's result, or another grid of taus, is refused rather than taken as order 0
+    with pytest.raises(ValueError, match="reuse must be naive_and_aligned's result for this q1"):
+        barrier.sweep_orders(key, q0, halfway, spec, apply, x, y, num_taus=5, num_samples=4, reuse=reference)
+    with pytest.raises(ValueError, match="its 5 taus differ"):
+        barrier.sweep_orders(key, q0, q1, spec, apply, x, y, num_taus=7, num_samples=4, reuse=reference)
 
 
 def test_variance_beyond_noise_is_an_f_test_against_pooled_noise():

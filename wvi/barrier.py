@@ -146,14 +146,22 @@ def sweep_orders(key, q0: G.MeanField, q1: G.MeanField, spec: align.PermutationS
 
     Raises:
       ValueError: when `num_orders` or `num_eval_keys` is not an integer >= 2, or `reuse` has no split
-        `reuse_split`.
+        `reuse_split`, another P#q1 than its alignment gives this q1, or another number of taus.
     """
     for name, value in (("num_orders", num_orders), ("num_eval_keys", num_eval_keys)):
         if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 2):
             raise ValueError(f"{name} must be an integer >= 2; got {value!r}")
-    if reuse is not None and reuse_split not in reuse.aligned:
-        raise ValueError(f"reuse_split must name a split of reuse's curves ({', '.join(map(repr, reuse.aligned))}); "
-                         f"got {reuse_split!r}")
+    alignments, barriers = [], []
+    if reuse is not None:
+        if reuse_split not in reuse.aligned:
+            raise ValueError(f"reuse_split must name a split of reuse's curves "
+                             f"({', '.join(map(repr, reuse.aligned))}); got {reuse_split!r}")
+        same_pair = jax.tree_util.tree_all(jax.tree_util.tree_map(
+            np.array_equal, align.permute(q1, spec, reuse.alignment.perms), reuse.q1_aligned))
+        if not same_pair or len(reuse.aligned[reuse_split].taus) != num_taus:
+            raise ValueError("reuse must be naive_and_aligned's result for this q1 and spec with num_taus = "
+                             f"{num_taus}; its P#q1 or its {len(reuse.aligned[reuse_split].taus)} taus differ")
+        alignments, barriers = [reuse.alignment], [reuse.aligned[reuse_split].barrier]
     k_align, k_eval = jax.random.split(key)
 
     def curve(k, q):
@@ -162,11 +170,9 @@ def sweep_orders(key, q0: G.MeanField, q1: G.MeanField, spec: align.PermutationS
     def order_key(k):
         return k_align if k == 0 else jax.random.fold_in(k_align, k)
 
-    first = [reuse.alignment] if reuse is not None else []
-    alignments = first + [align.align(q0, q1, spec, cost=cost, key=order_key(k)) for k in range(len(first), num_orders)]
+    alignments += [align.align(q0, q1, spec, cost=cost, key=order_key(k)) for k in range(len(alignments), num_orders)]
     aligned = [align.permute(q1, spec, a.perms) for a in alignments]
-    reused = [reuse.aligned[reuse_split].barrier] if reuse is not None else []
-    barriers = np.array(reused + [curve(k_eval, q).barrier for q in aligned[len(first):]])
+    barriers = np.array(barriers + [curve(k_eval, q).barrier for q in aligned[len(barriers):]])
     eval_barriers = np.array([barriers[0]] + [curve(jax.random.fold_in(k_eval, j), aligned[0]).barrier
                                               for j in range(1, num_eval_keys)])
     return SweepOrders([a.perms for a in alignments], np.array([a.objectives[-1] for a in alignments]),
