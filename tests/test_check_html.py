@@ -11,6 +11,7 @@ import check_html  # noqa: E402
 GOOD = """<html><head><script src="../_static/mathjax/tex-chtml.js"></script></head><body><article>
 <p>The flow of <span class="math notranslate nohighlight">\\(\\mathrm{KL}(q\\,\\|\\,p)\\)</span> costs $5.</p>
 <div class="cell_output"><pre>$F(Q) = \\int \\ell$ and {cite}`x` and | a | b |\n""" + "y" * 88 + """</pre></div>
+<div class="cell_input"><pre>x = 1\n""" + "z" * 88 + """</pre></div>
 <table><tr><td>a</td><td>b</td></tr></table><p><code>$x$ {ref}`y`</code></p>
 <figure id="fig-x"><img alt="Two curves" src="../_images/cd34.png"/><figcaption><p>Fig. 1 Two curves.</p>
 </figcaption></figure><img id="_anim_img1"/></article></body></html>"""
@@ -23,6 +24,8 @@ BAD = {
     "network-asset": '<div class="cell_output"><link rel="stylesheet" href="https://maxcdn.bootstrapcdn.com/fa.css">'
                      '<button>▶</button></div>',
     "long-output": '<div class="cell_output"><div class="output stream"><pre>ok\n' + "x" * 89 + "</pre></div></div>",
+    "long-code": '<div class="cell_input docutils container"><div class="highlight"><pre>x = 1\n' + "z" * 89
+                 + "</pre></div></div>",
 }
 
 

@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNTIMES = ROOT / "book" / "runtimes.json"
 
 SETUP_TEMPLATE = '''\
-# Setup, the same in every chapter: on Colab, install wvi from the book's repository; set the plotting style.
+# Setup, the same in every chapter: on Colab, install wvi from the book's repository;
+# set the plotting style.
 import sys
 
 if "google.colab" in sys.modules:
@@ -39,7 +40,9 @@ if "google.colab" in sys.modules:
 import wvi
 
 wvi.plot.set_style()
-SCALE = "small"  # "small": minutes on 2 CPU cores, what the book shows; "full": the papers' settings, on a GPU'''
+# The scale switch. "small": minutes on 2 CPU cores, what the book shows;
+# "full": the papers' settings, on a GPU.
+SCALE = "small"'''
 
 
 def repo_url() -> str:
