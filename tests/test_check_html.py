@@ -43,6 +43,12 @@ def test_each_defect_is_found(kind):
     assert [f.kind for f in findings] == [kind] * len(findings) and findings
 
 
+def test_long_code_is_found_in_literal_blocks_too():
+    """A docstring's literal block on the API page scrolls like a code cell."""
+    api = '<dl><dd><div class="highlight-default notranslate"><pre>    x = ' + "w" * 85 + "</pre></div></dd></dl>"
+    assert [f.kind for f in check_html.check_page(page(api), "api.html")] == ["long-code"]
+
+
 def test_mathjax_from_the_network_is_found():
     findings = check_html.check_page(page("<p>fine</p>", "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"),
                                      "cdn.html")

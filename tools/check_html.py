@@ -15,8 +15,9 @@ Looks at the article body of every page (code blocks and cell outputs excluded, 
                  both from its `mystnb.figure` / `mystnb.image` metadata)
   long-output    a line of a cell's text output wider than 88 characters, which the text column cuts off or
                  makes the reader scroll sideways for (results belong in a table: `wvi.display.table`)
-  long-code      a line of a chapter's code cell wider than 88 characters: at the usual window widths the
-                 column shows 75 to 90 characters of code, so the reader scrolls sideways for the rest
+  long-code      a line of code wider than 88 characters (a chapter's code cell, a code block, a literal block
+                 of the API page): at the usual window widths the column shows 75 to 90 characters of it, so
+                 the reader scrolls sideways for the rest
 Exits 1 and lists every finding (page, kind, excerpt) when there is one. `make test` runs it after the book build.
 """
 from __future__ import annotations
@@ -84,9 +85,11 @@ def check_page(html: str, page: str) -> list[Finding]:
         long = [line for line in output.get_text().splitlines() if len(line) > OUTPUT_WIDTH]
         if long:  # one finding per output block
             findings.append(Finding(page, "long-output", f"{len(long)} line(s), e.g. {_excerpt(long[0], 60)}"))
-    for code in body.select(".cell_input pre"):
+    for code in body.find_all("pre"):
+        if code.find_parent(class_="cell_output"):
+            continue  # long-output's
         long = [line for line in code.get_text().splitlines() if len(line) > OUTPUT_WIDTH]
-        if long:  # one finding per code cell
+        if long:  # one finding per block
             findings.append(Finding(page, "long-code", f"{len(long)} line(s), e.g. {_excerpt(long[0], 60)}"))
     for p in body.find_all("p"):
         if _literal(p):

@@ -1,6 +1,6 @@
 """wvi: variational inference as Wasserstein gradient flow, in JAX.
 
-The library behind the `wvi` book. One module per concept:
+The library behind the `wvi` book. One module per concept::
 
   gaussian   full-covariance and diagonal Gaussians: sampling, densities, entropy, KL, W2, W2 geodesics
   bbvi       rep and path-derivative gradient estimators of KL(q‖p) and of any f-divergence; BBVI over any

@@ -10,7 +10,7 @@ means and standard deviations of a `wvi.gaussian.MeanField`.
 `align(q0, q1, spec, cost)` is Algorithm 1 of Rossi et al. (Git Re-Basin's weight matching with a Wasserstein
 cost). For mean-field Gaussians, W2²(P#q1, q0) = ‖m0 − P m1‖² + ‖s0 − P s1‖² (Eq. 17), so minimising it over
 the permutations {P_l} maximises Σ_arrays ⟨m0, P m1⟩ + ⟨s0, P s1⟩. Holding every permutation but P_l fixed
-leaves a linear assignment problem (Eq. 19): maximise ⟨P_l, A_l⟩ with
+leaves a linear assignment problem (Eq. 19): maximise ⟨P_l, A_l⟩ with ::
 
     A_l = Σ over (leaf, axis) acted on by P_l of  M0 M1ᵀ + S0 S1ᵀ,
 

@@ -7,7 +7,7 @@
 
 The functional loss barrier (Rossi et al., Def. 3 in Sec. 3; 25 evenly spaced τ as in their Sec. 5). The paper writes
 it with the predictive log likelihood L summed over the data; here the loss is ℓ(q) = −L(q)/N, the negative
-predictive log likelihood in nats per data point, so that a barrier is a rise of the loss above the chord:
+predictive log likelihood in nats per data point, so that a barrier is a rise of the loss above the chord::
 
     B(q0, q1) = max_τ [ ℓ(q_τ) − ((1−τ) ℓ(q0) + τ ℓ(q1)) ].
 
@@ -242,9 +242,10 @@ def activation_variance_curve(key, q0: G.MeanField, q1: G.MeanField, hidden_fn: 
     """The variance of hidden activations along the W2 geodesic from q0 to q1 (Rossi et al., Fig. 10): REPAIR's
     measurement (Jordan et al. 2023, §3.1: each unit's activation variance over the data, averaged over a layer's
     units, compared with the endpoints') with the activations marginalised over posterior samples, as the paper
-    says. For layer l with units u and the network θ ~ q_τ,
+    says. For layer l with units u and the network θ ~ q_τ, ::
 
-        v_l(τ) = (1/U_l) Σ_u Var_{x ~ data, θ ~ q_τ}[ h_{l,u}(x; θ) ],   r_l(τ) = v_l(τ) / ((1−τ) v_l(0) + τ v_l(1)),
+        v_l(τ) = (1/U_l) Σ_u Var_{x ~ data, θ ~ q_τ}[ h_{l,u}(x; θ) ],
+        r_l(τ) = v_l(τ) / ((1−τ) v_l(0) + τ v_l(1)),
 
     on `num_taus` evenly spaced τ, with `num_samples` draws θ from the same `key` at every τ (common random
     numbers). Variance collapse (REPAIR) is r_l(τ) falling well below 1 inside the path. `hidden_fn(params, x)`

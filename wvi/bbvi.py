@@ -1,12 +1,13 @@
 """Black-box variational inference (BBVI) for Gaussian families, with any optax optimiser.
 
 The objective is KL(q‖p) = E_q[log q(x) - log p(x)] + log Z for an unnormalised log density log p. With
-x = m + S z, z ~ N(0, I), two unbiased gradient estimators come from the same Monte Carlo loss
+x = m + S z, z ~ N(0, I), two unbiased gradient estimators come from the same Monte Carlo loss ::
 
     L(m, S) = (1/n) Σ_i [log q(x_i; m', S') - log p(x_i)],   x_i = m + S z_i,
 
-  * "rep"  (reparameterisation):        (m', S') = (m, S), differentiated through;
-  * "path" (path derivative / STL):     (m', S') = stop_gradient(m, S), so only the path x(m, S) is differentiated.
+  * "rep"  (reparameterisation):    (m', S') = (m, S), differentiated through;
+  * "path" (path derivative / STL): (m', S') = stop_gradient(m, S), so only the path
+                                    x(m, S) is differentiated.
 
 The path estimator's expected update of S is E[∇log p(x) zᵀ] + S⁻ᵀ, whose push-forward through π(S) = SSᵀ is the
 Bures–Wasserstein velocity of KL (Part I, "The Riemannian submersion"); with SGD its iterates are the forward Euler
@@ -14,9 +15,10 @@ scheme of that flow (Part I, "ODE vs BBVI on a 2D Gaussian"). At q = p its varia
 
 **f-divergences** (Yi & Liu; Part II, "Rosenbrock"). For D_f(q‖p) = E_q[f(r)], r = p/q, the Wasserstein gradient
 flow moves samples along ∇_x h(r(x)), h(r) = r f′(r) − f(r) (`wvi.divergences`). The path-derivative
-("distillation") estimator pushes that velocity through reparameterised samples of any reparameterisable family:
+("distillation") estimator pushes that velocity through reparameterised samples of any reparameterisable family::
 
-    L_f = −Σ_k w_k (1/n) Σ_i h(r(x_{k,i})),   x_{k,i} = m_k + S_k z_{k,i},   r = p / stop_gradient(q),
+    L_f = −Σ_k w_k (1/n) Σ_i h(r(x_{k,i})),
+    x_{k,i} = m_k + S_k z_{k,i},   r = p / stop_gradient(q),
 
 with one component (w = 1) for a Gaussian and K components, each sampled separately, for a `wvi.mixtures.Mixture`
 (weights w = softmax(logits) differentiated explicitly). Its expectation is exactly ∇D_f, because

@@ -144,7 +144,7 @@ def meanfield_vi(apply_fn: Callable, x, y, *, prior_std: float, batch_size: int,
 
     Each step draws a minibatch of M = `batch_size` points without replacement and `num_samples` reparameterised
     draws θ ~ q, and takes a step of `optimizer` (the paper's: `optax.sgd(η, momentum=0.9)`) on the negative
-    tempered ELBO per data point,
+    tempered ELBO per data point, ::
 
         loss(q) = −[ (N/M) Σ_batch E_q log p(y | x, θ) + E_q log p(θ) + T·H[q] ] / N,
 

@@ -1,17 +1,17 @@
 """f-divergences by name (Part II, Yi & Liu's path-derivative estimator).
 
 D_f(q ‖ p) = E_q[f(r)], r = p/q, for convex f with f(1) = 0. The Wasserstein gradient flow of D_f moves particles
-along ∇_x h(r(x)) with
+along ∇_x h(r(x)) with ::
 
     h(r) = r f′(r) − f(r),
 
-which the path-derivative ("distillation") estimator pushes through reparameterised samples. With r = p/q:
+which the path-derivative ("distillation") estimator pushes through reparameterised samples. With r = p/q::
 
     name          f(r)            h(r)          D_f(q ‖ p)
     reverse_kl    −log r          log r − 1     KL(q ‖ p)
     forward_kl    r log r         r             KL(p ‖ q)
     chi2          (r − 1)²        r² − 1        χ²(p ‖ q) = ∫ p²/q − 1
-    hellinger     (√r − 1)²       √r − 1        ∫ (√p − √q)²  (twice the squared Hellinger distance)
+    hellinger     (√r − 1)²       √r − 1        ∫ (√p − √q)²  (twice the squared Hellinger)
 
 Every function here also has a log-space form taking log r, which is how ratios of densities should be passed:
 r itself overflows where q has thin tails.

@@ -1,15 +1,16 @@
 """Deep ensembles as particle discretisations of Wasserstein gradient flows (Part IV, Wild et al.).
 
-The free energy over distributions Q of parameters θ, with P = N(0, σ0² I) the prior (= the initialisation law):
+The free energy over distributions Q of parameters θ, with P = N(0, σ0² I) the prior (= the initialisation law)::
 
     F(Q) = ∫ ℓ dQ + (λ1/2) MMD²(Q, P) + λ2 KL(Q ‖ P).
 
 Its Wasserstein gradient flow, with N particles θ_1..θ_N standing for Q and step η (ξ ~ N(0, I))::
 
-    DE    θ_i ← θ_i − η ∇ℓ(θ_i)                                                     (λ1 = λ2 = 0)
-    DLE   θ_i ← θ_i − η [∇ℓ(θ_i) + λ2 θ_i / σ0²] + √(2 λ2 η) ξ_i                      (λ1 = 0)
+    DE    θ_i ← θ_i − η ∇ℓ(θ_i)                                      (λ1 = λ2 = 0)
+    DLE   θ_i ← θ_i − η [∇ℓ(θ_i) + λ2 θ_i / σ0²] + √(2 λ2 η) ξ_i       (λ1 = 0)
     DRLE  θ_i ← θ_i − η [∇ℓ(θ_i) + λ2 θ_i / σ0² + λ1 r_i] + √(2 λ2 η) ξ_i,
-          r_i = (1/N) Σ_j ∇_1 k(θ_i, θ_j) − (1/M) Σ_m ∇_1 k(θ_i, θ̃_m),  θ̃_m ~ P drawn once (M = 200),
+          r_i = (1/N) Σ_j ∇_1 k(θ_i, θ_j) − (1/M) Σ_m ∇_1 k(θ_i, θ̃_m),
+          θ̃_m ~ P drawn once (M = 200),
 
 with the kernel k(θ, θ′) = exp(−d / (2σ)), d = mean over coordinates of (θ − θ′)². DLE's stationary law is
 Q* ∝ exp(−ℓ/λ2)·p (`gibbs_density`); DRLE's is the unique minimiser of F, found on a grid in 1D by

@@ -1,6 +1,6 @@
 """Wasserstein gradient flows of KL(q‖p): the Bures–Wasserstein (BW) flow of Gaussians and Langevin particles.
 
-Restricted to Gaussians q = N(m, Σ), the Wasserstein gradient flow of KL(q‖p) moves (m, Σ) with the velocity
+Restricted to Gaussians q = N(m, Σ), the Wasserstein gradient flow of KL(q‖p) moves (m, Σ) with the velocity ::
 
     ṁ = E_q[g(x)],     Σ̇ = E_q[g(x)(x - m)ᵀ + (x - m) g(x)ᵀ],     g = ∇log p - ∇log q,
 
@@ -162,7 +162,7 @@ def _check_exact_args(target, step_size):
 
 
 def bw_euler_exact(target: G.AnyGaussian, step_size: float) -> Algorithm:
-    """Forward Euler of the BW flow with the exact velocity for a Gaussian target p = N(mp, Σp):
+    """Forward Euler of the BW flow with the exact velocity for a Gaussian target p = N(mp, Σp)::
 
         m ← m − η Σp⁻¹(m − mp),     Σ ← Σ + η (2I − Σp⁻¹Σ − ΣΣp⁻¹)     (`bw_velocity_gaussian`).
 
@@ -207,7 +207,7 @@ class ScaleInfo(NamedTuple):
 
 
 def scale_euler_exact(target: G.AnyGaussian, step_size: float) -> Algorithm:
-    """Forward Euler on (m, S) with the exact gradient of KL(q‖p) for a Gaussian target: the expected BBVI step,
+    """Forward Euler on (m, S) with the exact gradient of KL(q‖p) for a Gaussian target: the expected BBVI step, ::
 
         m ← m − η ∇_m KL,     S ← S − η ∇_S KL.
 

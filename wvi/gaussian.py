@@ -4,12 +4,12 @@
 Parts I–III or any pytree of arrays (a network's parameters in Parts IV–V), read coordinate by coordinate. Its
 entropy, KL, W2 and geodesic need no matrix; a mixed pair (a `Gaussian` and a `MeanField`) needs vectors.
 
-Closed forms used throughout the book (derived in Part I, chapter "The Riemannian submersion"):
+Closed forms used throughout the book (derived in Part I, chapter "The Riemannian submersion")::
 
     log N(x; m, SSᵀ) = -d/2 log 2π - log|det S| - ½‖S⁻¹(x - m)‖²
     H(q)             = d/2 (1 + log 2π) + log|det S|
     KL(q‖p)          = ½[‖Sp⁻¹Sq‖²_F + ‖Sp⁻¹(mp - mq)‖² - d] + log|det Sp| - log|det Sq|
-    W2²(p, q)        = ‖mp - mq‖² + tr Σp + tr Σq - 2 ‖Spᵀ Sq‖_*      (‖·‖_* the nuclear norm)
+    W2²(p, q)        = ‖mp - mq‖² + tr Σp + tr Σq - 2 ‖Spᵀ Sq‖_*   (‖·‖_*: nuclear norm)
 
 The last line is the Bures–Wasserstein distance: tr (Σp^½ Σq Σp^½)^½ equals the sum of the singular values of
 Spᵀ Sq, so no matrix square root is needed. Any invertible square S is a valid scale (not only a triangular one);

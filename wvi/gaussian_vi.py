@@ -7,15 +7,20 @@ discretise the same flow (or its Fisher–Rao counterpart) differently; chapter 
 Carlo averages over draws x_i = m + L z_i, Σ = LLᵀ, in the algorithms below)::
 
     BW-SGD (Lambert et al. 2022)      m ← m − h g,  Σ ← (I − hM) Σ (I − hM),  M = H − Σ⁻¹
-        the BW exponential map along the gradient field x ↦ g + M(x − m): explicit in V and in the entropy;
+        the BW exponential map along the gradient field x ↦ g + M(x − m):
+        explicit in V and in the entropy;
     FB-GVI (Diao et al. 2023)         m ← m − h g,  Σ½ = (I − hH) Σ (I − hH),
                                       Σ ← ½(Σ½ + 2hI + [Σ½(Σ½ + 4hI)]^½)
         forward (explicit) on the potential, backward (the exact JKO step) on the entropy;
-    proximal BBVI (Domke et al. 2023) (m, S) ← prox_{−h log det}((m, S) − h ∇̂_{(m,S)} E_q[V]),  S lower triangular,
-        the prox acting on the diagonal only: s_jj ← (s_jj + √(s_jj² + 4h)) / 2
+    proximal BBVI (Domke et al. 2023) (m, S) ← prox_{−h log det}((m, S) − h Ĝ),
+                                      Ĝ an estimate of ∇_{(m,S)} E_q[V], S lower
+                                      triangular, the prox acting on the diagonal only:
+                                      s_jj ← (s_jj + √(s_jj² + 4h)) / 2
         SGD in parameter space on the energy, the entropy's proximal operator on the scale;
-    batch-and-match (Cai et al. 2024) the closed-form proximal point of a score-based divergence (`batch_and_match_update`);
-    NGVI / the Bayesian learning rule (`wvi.ngvi`), the Fisher–Rao counterpart, and BBVI rep and path (`wvi.bbvi`).
+    batch-and-match (Cai et al. 2024) the closed-form proximal point of a score-based
+                                      divergence (`batch_and_match_update`);
+    NGVI / the Bayesian learning rule (`wvi.ngvi`), the Fisher–Rao counterpart,
+    and BBVI rep and path (`wvi.bbvi`).
 
 `METHODS` names the seven with one constructor signature `(log_density, step_size, num_samples) -> Algorithm`, and
 `gradients_per_step` the cost model the chapter compares them by. Each update is also a pure function of the
@@ -52,7 +57,7 @@ def _sym(a):
 
 def bw_sgd_update(mean, cov, grad, hessian, step_size):
     """One BW-SGD step (Lambert, Chewi, Bach, Bonnabel, Rigollet, NeurIPS 2022, §5): the BW exponential map of
-    (m, Σ) along minus the gradient field x ↦ g + M(x − m), M = H − Σ⁻¹,
+    (m, Σ) along minus the gradient field x ↦ g + M(x − m), M = H − Σ⁻¹, ::
 
         m ← m − h g,     Σ ← (I − hM) Σ (I − hM).
 
@@ -73,9 +78,10 @@ def bw_sgd_update(mean, cov, grad, hessian, step_size):
 
 
 def entropy_jko(cov, step_size):
-    """The JKO (backward) step of the negative entropy −H over Gaussians, in closed form (Diao et al. 2023, Eq. 5):
+    """The JKO (backward) step of the negative entropy −H over Gaussians, in closed form (Diao et al. 2023, Eq. 5)::
 
-        argmin_Σ' { −H(N(m, Σ')) + W2²(N(m, Σ'), N(m, Σ)) / (2h) } = ½(Σ + 2hI + [Σ(Σ + 4hI)]^½),
+        argmin_Σ' { −H(N(m, Σ')) + W2²(N(m, Σ'), N(m, Σ)) / (2h) }
+            = ½(Σ + 2hI + [Σ(Σ + 4hI)]^½),
 
     computed on the eigenvalues s of Σ (Σ and Σ + 4hI commute): s ← ½(s + 2h + √(s(s + 4h))). Every eigenvalue
     becomes > h: the step is stable for any h > 0 and any Σ ⪰ 0."""
@@ -87,7 +93,7 @@ def entropy_jko(cov, step_size):
 
 def fb_gvi_update(mean, cov, grad, hessian, step_size):
     """One FB-GVI step (Diao, Balasubramanian, Chewi, Salim, ICML 2023, Algorithm 1): a forward (gradient) step on
-    the potential energy E_q[V], then the backward (JKO) step on the entropy (`entropy_jko`):
+    the potential energy E_q[V], then the backward (JKO) step on the entropy (`entropy_jko`)::
 
         m ← m − h g,     Σ½ = (I − hH) Σ (I − hH),     Σ ← ½(Σ½ + 2hI + [Σ½(Σ½ + 4hI)]^½).
 
@@ -125,7 +131,7 @@ def batch_and_match_update(mean, cov, x_mean, x_cov, score_mean, score_cov, step
     the proximal point of the score-based divergence, with a KL proximity term of weight 1/λ, in closed form.
 
     With the batch's mean x̄ and covariance C of the draws, the mean ḡ and covariance Γ of their scores ∇log p,
-    and λ = step_size,
+    and λ = step_size, ::
 
         U = λΓ + λ/(1+λ) ḡḡᵀ,     V = Σ + λC + λ/(1+λ) (m − x̄)(m − x̄)ᵀ,
         Σ ← 2V (I + (I + 4UV)^½)⁻¹,     m ← m/(1+λ) + λ/(1+λ) (Σ ḡ + x̄).

@@ -7,9 +7,10 @@ reparameterised separately, x_{k,i} = m_k + S_k z_{k,i}, so an expectation under
 **Flows over the parameters** (Nguyen et al., "Wasserstein gradient flow over variational parameter space";
 chapter "Particles in parameter space"). Put a law ρ on the parameters λ = (m, Σ) of one Gaussian and let the
 variational density be q_ρ(x) = ∫ N(x; λ) dρ(λ). With ρ = (1/K) Σ_k δ_{λ_k} (K particles), q_ρ is the uniform mixture
-of the K components, and the Wasserstein gradient flow of L(ρ) = KL(q_ρ ‖ p) moves each particle along
+of the K components, and the Wasserstein gradient flow of L(ρ) = KL(q_ρ ‖ p) moves each particle along ::
 
-    dλ_k/dt = −C(λ_k) ∇_λ ψ(λ_k),        ψ(λ) = δL/δρ(λ) = E_{x ~ N(λ)}[log q_ρ(x) − log p(x)] + 1,
+    dλ_k/dt = −C(λ_k) ∇_λ ψ(λ_k),
+    ψ(λ) = δL/δρ(λ) = E_{x ~ N(λ)}[log q_ρ(x) − log p(x)] + 1,
 
 with q_ρ held fixed inside ψ. Two preconditioners:
 

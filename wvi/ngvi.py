@@ -2,7 +2,7 @@
 
 The Fisher–Rao counterpart of BBVI's Bures–Wasserstein step, and the baseline of Part II's "Particles in parameter
 space". In the precision parameterisation λ = (m, P = Σ⁻¹), the natural gradient of E_q[ℓ] − H(q), ℓ = −log p, is
-given by Bonnet's and Price's theorems through g = E_q[∇ℓ] and H = E_q[∇²ℓ]:
+given by Bonnet's and Price's theorems through g = E_q[∇ℓ] and H = E_q[∇²ℓ]::
 
     G = H − P,   P ← P + βG (+ β²/2 G P⁻¹ G, the safeguard),   m ← m − β P⁻¹ g,
 

@@ -15,12 +15,23 @@ book claim fails, or a measured verdict differs from the one the prose states �
 result did not reproduce: that is a finding, recorded as such::
 
     claims = wvi.report.Claims("part1/ode_vs_bbvi", "ODE vs BBVI on a 2D Gaussian")
-    claims.work("Yi & Liu", "§3.3 2D Gaussian", "BBVI-path and the Euler ODE reach the target",
-                measured=f"{w2:.3g}", criterion="W2 < 0.05 after 1001 steps (the figure's last value, read off)",
-                verdict=wvi.report.verdict_of(w2 < 0.05), expected="reproduced")
-    claims.book("Euler's error is first order", measured=f"{slope:.3f}", criterion="slope in [0.8, 1.2]",
-                holds=0.8 <= slope <= 1.2)
-    claims.save()                  # book/claims/part1-ode_vs_bbvi.json, read by the report chapter
+    claims.work(
+        "Yi & Liu",
+        "§3.3 2D Gaussian",
+        "BBVI-path and the Euler ODE reach the target",
+        measured=f"{w2:.3g}",
+        criterion="W2 < 0.05 after 1001 steps (the figure's last value, read off)",
+        verdict=wvi.report.verdict_of(w2 < 0.05),
+        expected="reproduced",
+    )
+    claims.book(
+        "Euler's error is first order",
+        measured=f"{slope:.3f}",
+        criterion="slope in [0.8, 1.2]",
+        holds=0.8 <= slope <= 1.2,
+    )
+    # book/claims/part1-ode_vs_bbvi.json, read by the report chapter
+    claims.save()
     assert claims.consistent, claims.problems()
 
 Items the book does not run get their row from the inventory (`book/inventory.yml`, `inventory_rows`), so every

@@ -2,26 +2,33 @@
 
 Part IV (Wild et al. §5) states its toys as losses ℓ(θ), the negative log likelihood side of the free energy::
 
-    double_well(θ) = 1.5 (θ⁴/4 + θ³/3 − θ²) − 3/8           (θ scalar; global minimum −4.375 at θ = −2,
-                                                              local minimum −1 at θ = 1, barrier at θ = 0)
+    double_well(θ) = 1.5 (θ⁴/4 + θ³/3 − θ²) − 3/8   (θ scalar; global minimum −4.375
+                                                     at θ = −2, local minimum −1 at θ = 1,
+                                                     barrier at θ = 0)
     four_modes(θ)  = −log ¼ Σ_c N(θ; c, I),  c = (±3, ±3)   (θ in R²)
 
 Part II (Yi & Liu §5; Nguyen et al. §4) states normalised log densities, because every f-divergence but reverse KL
 depends on the normalising constant::
 
-    rosenbrock(x)  = −(x₁ − 1)² − (x₂ − x₁²)² − log π        ("banana"; ∫ e^{−(x₁−1)²} e^{−(x₂−x₁²)²} = π)
-    mixture_1d_target()     = 0.4 N(−1, 0.5²) + 0.3 N(0.8, 0.5²) + 0.3 N(3, 0.8²)   (Yi & Liu, Appendix B.1)
-    four_gaussians_target() = an equal mixture of four correlated 2D Gaussians (ours: Nguyen et al. do not state
-                              theirs); `mixture_1d` and `four_gaussians` are their log densities
+    rosenbrock(x) = −(x₁ − 1)² − (x₂ − x₁²)² − log π
+                    ("banana"; ∫ e^{−(x₁−1)²} e^{−(x₂−x₁²)²} = π)
+    mixture_1d_target() = 0.4 N(−1, 0.5²) + 0.3 N(0.8, 0.5²) + 0.3 N(3, 0.8²)
+                          (Yi & Liu, Appendix B.1)
+    four_gaussians_target() = an equal mixture of four correlated 2D Gaussians
+                              (ours: Nguyen et al. do not state theirs)
+
+`mixture_1d` and `four_gaussians` are their log densities.
 
 Targets are built by functions, in the precision asked for (by default JAX's default float, float64 once a chapter
 switches it on): nothing is built at import, which would fix the precision before a chapter chooses it and start the
 JAX backend (and its preallocation of GPU memory) on `import wvi`.
 
-Part III (Yi & Liu §5.3) is Bayesian logistic regression with labels y ∈ {0, 1} and weights w ∈ R^D:
+Part III (Yi & Liu §5.3) is Bayesian logistic regression with labels y ∈ {0, 1} and weights w ∈ R^D::
+
     log p(w, y | X) = Σ_i [y_i x_iᵀw − softplus(x_iᵀw)] + Σ_j log N(w_j; 0, σ_j²)
-    (`logistic_log_joint`; Yi & Liu's code uses a flat prior, the book a proper Gaussian one). A minibatch of M of
-    the N points scales the likelihood by N/M, an unbiased estimate of the full sum (`logistic_minibatch_log_joint`).
+
+(`logistic_log_joint`; Yi & Liu's code uses a flat prior, the book a proper Gaussian one). A minibatch of M of the
+N points scales the likelihood by N/M, an unbiased estimate of the full sum (`logistic_minibatch_log_joint`).
 """
 from __future__ import annotations
 

@@ -1,9 +1,12 @@
 """Campaigns: one prepared command that runs many points of Rossi et al.'s experiments in turn on one machine, with
-each point's time predicted before any of it runs (Part V at paper scale; chapter `book/part5/full_scale`).
+each point's time predicted before any of it runs (Part V at paper scale; chapter `book/part5/full_scale`). ::
 
-    python -m wvi.experiments.permutation --campaign gpu --list                  # the plan, with predicted times
-    python -m wvi.experiments.permutation --campaign gpu --out results/permutation  # run it (resumes)
-    python -m wvi.experiments.permutation --campaign smoke --out /tmp/smoke        # the CPU smoke run of the tests
+    # the plan, with predicted times
+    python -m wvi.experiments.permutation --campaign gpu --list
+    # run it (a second call resumes)
+    python -m wvi.experiments.permutation --campaign gpu --out results/permutation
+    # the CPU smoke run of the tests
+    python -m wvi.experiments.permutation --campaign smoke --out /tmp/smoke
 
 A GPU session of this project has one H200 for 15 minutes in all, start-up included, without a network; so each
 GPU campaign is sized to at most 5 minutes of predicted wall time (`BUDGET_SECONDS`), leaving room for a second
@@ -25,10 +28,11 @@ Sizing (`cost`, `predict`): a training step's floating-point operations and its 
 from the compiled step of the program's vmapped replicas, two per point it trains (XLA's cost analysis and the
 instructions of the compiled program on the host, a proxy for the GPU's kernels); evaluation operations are a
 forward pass per example (counted the same way) times the points, samples and path positions the barriers and
-accuracies use. The predicted time of a point is
+accuracies use. The predicted time of a point is::
 
-    (compile + steps · max(step FLOPs / device FLOP/s, kernels · seconds per kernel)) / points in the program
-        + evaluation FLOPs / device FLOP/s
+    (compile + steps · max(step FLOPs / device FLOP/s, kernels · seconds per kernel))
+        / points in the program
+    + evaluation FLOPs / device FLOP/s
 
 with the device's figures in `DEVICES` (assumptions, stated there, until a GPU run measures them: the campaign
 records every point's measured wall time beside its prediction in `campaign-<name>.json`). `--list` also measures

@@ -1,10 +1,13 @@
-"""Rossi et al.'s permutation-alignment experiments, one command per run or per paper figure (Part V at full scale).
+"""Rossi et al.'s permutation-alignment experiments, one command per run or per paper figure (Part V at full scale). ::
 
-    python -m wvi.experiments.permutation --preset mlp-mnist --out results/permutation/mlp-mnist
-    python -m wvi.experiments.permutation --preset mlp-mnist --width 1024 --out results/permutation/mlp-mnist-width1024
+    python -m wvi.experiments.permutation --preset mlp-mnist \\
+        --out results/permutation/mlp-mnist
+    python -m wvi.experiments.permutation --preset mlp-mnist --width 1024 \\
+        --out results/permutation/mlp-mnist-width1024
     python -m wvi.experiments.permutation --figure 5 --out results/permutation
     python -m wvi.experiments.permutation --list
-    python -m wvi.experiments.permutation --campaign gpu --list      # a prepared GPU session (wvi.experiments.campaign)
+    # a prepared GPU session (wvi.experiments.campaign)
+    python -m wvi.experiments.permutation --campaign gpu --list
 
 Each run trains two replicas of a mean-field VI (or MAP) network from the keys of `--seed` (`seed_keys`: no two
 seeds share a key), together in one vmapped program, aligns the second to the first (`wvi.align.align`:

@@ -223,15 +223,19 @@ def figure_check(number: int, pairs: list) -> tuple[str, Optional[str]]:
     them share are used (`_one_budget`), and the others are named. One rule per figure, on the pairs of each run
     (k = 3 standard errors, `wvi.barrier`)::
 
-      4: `alignment_verdict` (fraction ¼) over every pair of every run, train and test: each pair's aligned barrier
-         below a quarter of its naive one → "reproduced", none → "not reproduced", some → "partly reproduced";
-      5: for each model, `trend_verdict` (falls) of the aligned barrier from the narrowest to the widest run; for
-         the MLP the naive barrier's too;
-      7: for each model, two parts: `trend_verdict` (falls) of the naive barrier from the smallest to the largest
-         prior variance, and `smaller_change_verdict`: the aligned barrier changes less between them than the
-         naive one does, beyond 3 standard errors of the gap;
-      8: `trend_verdict` (rises) of the aligned barrier from the coldest run (T < 1) to the warmest (T > 1);
-      9: at the widest width both methods ran, `trend_verdict` (falls) from VI's aligned barrier to MAP's;
+      4: `alignment_verdict` (fraction ¼) over every pair of every run, train and test:
+         each pair's aligned barrier below a quarter of its naive one → "reproduced",
+         none → "not reproduced", some → "partly reproduced";
+      5: for each model, `trend_verdict` (falls) of the aligned barrier from the narrowest
+         to the widest run; for the MLP the naive barrier's too;
+      7: for each model, two parts: `trend_verdict` (falls) of the naive barrier from the
+         smallest to the largest prior variance, and `smaller_change_verdict`: the aligned
+         barrier changes less between them than the naive one does, beyond 3 standard
+         errors of the gap;
+      8: `trend_verdict` (rises) of the aligned barrier from the coldest run (T < 1) to the
+         warmest (T > 1);
+      9: at the widest width both methods ran, `trend_verdict` (falls) from VI's aligned
+         barrier to MAP's;
       11: `trend_verdict` (falls) from the FRN run's aligned barrier to the LayerNorm run's.
 
     `trend_verdict` says "not testable at this scale" when a change is within 3 standard errors; on aligned barriers
