@@ -101,6 +101,51 @@ def test_the_api_page_documents_every_module():
     assert not missing, f"book/api.md has no section for {missing}"
 
 
+_DOC_SECTIONS = ("Args:", "Returns:", "Raises:", "Yields:", "Example:", "Examples:", "Note:", "Notes:", "Attributes:")
+
+
+def unmarked_indented_blocks(source: str) -> list[str]:
+    """The indented blocks of `source`'s docstrings that no `::` introduces (Google-style sections and list items
+    aside). reStructuredText makes such a block a block quote: in the API page a formula loses its line breaks and
+    its monospace, and a command's `--` becomes an en dash."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) or not ast.get_docstring(node):
+            continue
+        lines = ast.get_docstring(node).split("\n")
+        for i, line in enumerate(lines):
+            if i < 2 or not line.startswith(" ") or not line.strip() or lines[i - 1].strip():
+                continue
+            j = i - 2
+            while j >= 0 and not lines[j].strip():
+                j -= 1
+            intro = lines[j]
+            if intro.startswith(" ") or intro.rstrip().endswith("::") or intro.strip() in _DOC_SECTIONS:
+                continue
+            if line.lstrip().startswith(("* ", "- ")):
+                continue
+            found.append(f"{getattr(node, 'name', 'module')}: {line.strip()[:50]}")
+    return found
+
+
+def test_docstring_formulas_are_literal_blocks():
+    """An indented formula or command in a docstring follows a line ending in `::`, so the API page shows it as
+    written (`python tools/check_html.py` checks its width)."""
+    bad = {str(p.relative_to(ROOT)): unmarked_indented_blocks(p.read_text()) for p in (ROOT / "wvi").rglob("*.py")}
+    assert not {k: v for k, v in bad.items() if v}
+    planted = '''def f():
+    """The update is
+
+        m <- m - h g,
+
+    applied once."""
+'''
+    assert unmarked_indented_blocks(planted) == ["f: m <- m - h g,"]
+    assert unmarked_indented_blocks(planted.replace("update is", "update is::")) == []
+
+
 def test_every_reference_links_to_a_doi_or_arxiv():
     import re
 

@@ -14,21 +14,22 @@ of the K components, and the Wasserstein gradient flow of L(ρ) = KL(q_ρ ‖ p)
 
 with q_ρ held fixed inside ψ. Two preconditioners:
 
-  * GFlow-VI (C = I), in the scale parameterisation λ = (m, S): ∇_λ ψ is the path-derivative estimator with the
-    mixture's density under stop-gradient; for K = 1 it is exactly the path BBVI step of `wvi.bbvi`.
-  * NGFlow-VI (C = inverse Fisher of N(λ)), in the precision parameterisation λ = (m, P): Bonnet's and Price's
-    theorems give the Bayesian-learning-rule update of each component,
+* GFlow-VI (C = I), in the scale parameterisation λ = (m, S): ∇_λ ψ is the path-derivative estimator with the
+  mixture's density under stop-gradient; for K = 1 it is exactly the path BBVI step of `wvi.bbvi`.
+* NGFlow-VI (C = inverse Fisher of N(λ)), in the precision parameterisation λ = (m, P): Bonnet's and Price's
+  theorems give the Bayesian-learning-rule update of each component ::
 
-        G_k = E_{N(λ_k)}[∇² ℓ_k] ,  g_k = E_{N(λ_k)}[∇ ℓ_k],   ℓ_k = log q_ρ − log p,
-        P_k ← P_k + β G_k (+ β²/2 G_k P_k⁻¹ G_k, the safeguard),   m_k ← m_k − β P_k⁻¹ g_k.
+      G_k = E_{N(λ_k)}[∇² ℓ_k],   g_k = E_{N(λ_k)}[∇ ℓ_k],   ℓ_k = log q_ρ − log p,
+      P_k ← P_k + β G_k (+ β²/2 G_k P_k⁻¹ G_k, the safeguard),
+      m_k ← m_k − β P_k⁻¹ g_k.
 
-    We split log q_ρ = log N(λ_k) + log(q_ρ / N(λ_k)): the Gaussian part has E[∇ log N] = 0 and E[∇² log N] = −P_k
-    exactly, and only ψ_k = log(q_ρ/N(λ_k)) − log p is estimated by Monte Carlo. For K = 1 the ratio is 1 and the
-    step is NGVI's (`wvi.ngvi.ngvi`): P ← (1 − β)P + β E[−∇² log p], m ← m + β P⁻¹ E[∇ log p].
+  We split log q_ρ = log N(λ_k) + log(q_ρ / N(λ_k)): the Gaussian part has E[∇ log N] = 0 and E[∇² log N] = −P_k
+  exactly, and only ψ_k = log(q_ρ/N(λ_k)) − log p is estimated by Monte Carlo. For K = 1 the ratio is 1 and the
+  step is NGVI's (`wvi.ngvi.ngvi`): P ← (1 − β)P + β E[−∇² log p], m ← m + β P⁻¹ E[∇ log p].
 
-    The safeguard is the "improved Bayesian learning rule" of Lin, Schmidt & Khan (2020), the mirror-descent
-    correction Nguyen et al. adopt for targets whose Hessian is indefinite: P + βG + β²/2 GP⁻¹G =
-    ½P + ½(P + βG)P⁻¹(P + βG) is positive definite for any symmetric G, and agrees with the plain step to O(β²).
+  The safeguard is the "improved Bayesian learning rule" of Lin, Schmidt & Khan (2020), the mirror-descent
+  correction Nguyen et al. adopt for targets whose Hessian is indefinite: P + βG + β²/2 GP⁻¹G =
+  ½P + ½(P + βG)P⁻¹(P + βG) is positive definite for any symmetric G, and agrees with the plain step to O(β²).
 """
 from __future__ import annotations
 
