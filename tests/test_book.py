@@ -76,8 +76,12 @@ def test_no_chapter_prints_a_line_wider_than_the_text_column():
                 text = out.get("text", "") if out.output_type == "stream" else out.get("data", {}).get("text/plain", "")
                 if out.output_type != "stream" and "text/html" in out.get("data", {}):
                     continue  # shown as HTML (a table), not as text
-                long += [f"{path.name} cell {i}: {line[:60]}…" for line in text.splitlines() if len(line) > 88]
+                long += _wider_than_the_column(text, f"{path.name} cell {i}")
     assert not long, "\n".join(long)
+
+
+def _wider_than_the_column(text: str, where: str) -> list[str]:
+    return [f"{where}: {line[:60]}…" for line in text.splitlines() if len(line) > 88]
 
 
 def test_no_chapter_code_line_is_wider_than_the_text_column():
@@ -88,7 +92,7 @@ def test_no_chapter_code_line_is_wider_than_the_text_column():
     for path in CHAPTERS:
         for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
             if cell.cell_type == "code":
-                long += [f"{path.name} cell {i}: {line[:60]}…" for line in cell.source.splitlines() if len(line) > 88]
+                long += _wider_than_the_column(cell.source, f"{path.name} cell {i}")
     assert not long, "\n".join(long)
 
 

@@ -81,16 +81,11 @@ def check_page(html: str, page: str) -> list[Finding]:
         if "_images/" in img["src"] and (figure is None or figure.find("figcaption") is None
                                          or not img.get("alt") or img["alt"] == img["src"]):
             findings.append(Finding(page, "uncaptioned-figure", img["src"].rsplit("/", 1)[-1][:24]))
-    for output in body.select(".cell_output pre"):
-        long = [line for line in output.get_text().splitlines() if len(line) > OUTPUT_WIDTH]
-        if long:  # one finding per output block
-            findings.append(Finding(page, "long-output", f"{len(long)} line(s), e.g. {_excerpt(long[0], 60)}"))
-    for code in body.find_all("pre"):
-        if code.find_parent(class_="cell_output"):
-            continue  # long-output's
-        long = [line for line in code.get_text().splitlines() if len(line) > OUTPUT_WIDTH]
+    for block in body.find_all("pre"):
+        kind = "long-output" if block.find_parent(class_="cell_output") else "long-code"
+        long = [line for line in block.get_text().splitlines() if len(line) > OUTPUT_WIDTH]
         if long:  # one finding per block
-            findings.append(Finding(page, "long-code", f"{len(long)} line(s), e.g. {_excerpt(long[0], 60)}"))
+            findings.append(Finding(page, kind, f"{len(long)} line(s), e.g. {_excerpt(long[0], 60)}"))
     for p in body.find_all("p"):
         if _literal(p):
             continue
