@@ -126,7 +126,8 @@ def unmarked_indented_blocks(source: str) -> list[str]:
             while j >= 0 and not lines[j].strip():
                 j -= 1
             intro = lines[j]
-            if intro.startswith(" ") or intro.rstrip().endswith("::") or intro.strip() in _DOC_SECTIONS:
+            if intro.startswith(" ") or intro.rstrip().endswith("::") or intro.startswith(".. code-block::") \
+                    or intro.strip() in _DOC_SECTIONS:
                 continue
             if line.lstrip().startswith(("* ", "- ")):
                 continue
@@ -174,6 +175,30 @@ def test_api_links_resolve_full_short_and_re_exported_names():
     assert links._target(objects, "wvi.data.digits") == "digits"  # a re-export of wvi.data.registry.digits
     for text in ("run", "x.mean", "G.w2(q, p)", "wvi.nowhere.thing", "optax.sgd(0.1)"):
         assert links._target(objects, text) is None, text
+
+
+def test_namedtuple_fields_are_documented_by_their_source_comments():
+    """book/_ext/wvi_fielddocs.py: the API page shows a NamedTuple field's source comment (continued by comment
+    lines below it, `|` escaped for reStructuredText) instead of Python's "Alias for field number N", and leaves out
+    a field without a comment."""
+    fields = _load(ROOT / "book" / "_ext" / "wvi_fielddocs.py", "wvi_fielddocs")
+    source = """    class Info(NamedTuple):
+        loss: float  # the loss
+        #   before the update
+        step: int
+        label: str = "a # b"
+        error: float  # |m − μ| / σ, see `x|y`
+"""
+    assert fields.field_comments(source) == {"loss": "the loss before the update", "error": "|m − μ| / σ, see `x|y`"}
+    assert fields.as_rest("|m − μ| * 2, see `x|y`") == "\\|m − μ\\| \\* 2, see `x|y`"
+    from wvi.bbvi import BBVIInfo
+    from wvi.gaussian import Gaussian
+
+    lines = [BBVIInfo.loss.__doc__]
+    fields.replace_alias_docstring(None, "attribute", "wvi.bbvi.BBVIInfo.loss", BBVIInfo.loss, {}, lines)
+    assert lines == ["Monte Carlo estimate of KL(q‖p) - log Z at q before the update"]
+    assert fields.skip_uncommented_fields(None, "class", "loss", BBVIInfo.loss, False, {}) is None
+    assert fields.skip_uncommented_fields(None, "class", "mean", Gaussian.mean, False, {}) is True
 
 
 def _load(path: Path, name: str):

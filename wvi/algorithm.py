@@ -1,6 +1,8 @@
 """The shape every iterative method in `wvi` takes, and the driver that runs it.
 
-An algorithm is a pair of pure functions, as in optax and blackjax::
+An algorithm is a pair of pure functions, as in optax and blackjax:
+
+.. code-block:: python
 
     state = algorithm.init(...)
     state, info = algorithm.step(key, state)
