@@ -91,6 +91,22 @@ def test_item_verdicts_aggregate_rows():
                         ("Rossi et al.", "C"): "not yet run"}
 
 
+def test_combine_verdicts_counts_an_untestable_part_as_not_met():
+    """A part measured but not testable keeps an item from "reproduced"; a part not yet run is left out."""
+    combine = report.combine_verdicts
+    assert combine(["reproduced", "reproduced"]) == "reproduced"
+    assert combine(["reproduced", "not testable at this scale"]) == "partly reproduced"
+    assert combine(["not yet run", "reproduced", "not testable at this scale"]) == "partly reproduced"
+    assert combine(["not yet run", "reproduced"]) == "reproduced"
+    assert combine(["partly reproduced", "not reproduced"]) == "partly reproduced"
+    assert combine(["not reproduced", "not testable at this scale"]) == "not reproduced"
+    assert combine(["not testable at this scale"] * 2) == "not testable at this scale"
+    assert combine(["not yet run", "not testable at this scale"]) == "not testable at this scale"
+    assert combine(["not yet run", "not attempted"]) == "not yet run"
+    with pytest.raises(ValueError, match="at least one"):
+        combine([])
+
+
 def test_html_escapes_claim_text_and_links_to_the_section(tmp_path):
     entries = report.ledger(report.load(demo_claims().save(tmp_path).parent))
     page = report.rows_html(entries)

@@ -245,27 +245,36 @@ def counts(entries: list[Entry]) -> dict:
     return table
 
 
+UNDECIDED = ("not yet run", "not attempted")
+
+
+def combine_verdicts(verdicts: list) -> str:
+    """One verdict from the verdicts of a claim's parts (an item's ledger rows, a figure's parts): a part that was
+    measured but is "not testable at this scale" counts as not met. The common verdict when all agree; any
+    "reproduced" or "partly reproduced" among others → "partly reproduced"; else any "not reproduced" → "not
+    reproduced". Parts not yet run or not attempted are left out when another part has a verdict (a full-scale
+    row waiting for a GPU neither confirms nor contradicts the measured rows); when none has, the first part's."""
+    if not verdicts:
+        raise ValueError("combine_verdicts needs at least one verdict")
+    decided = [v for v in verdicts if v not in UNDECIDED]
+    if not decided:
+        return verdicts[0]
+    if len(set(decided)) == 1:
+        return decided[0]
+    if "reproduced" in decided or "partly reproduced" in decided:
+        return "partly reproduced"
+    return "not reproduced"
+
+
 def item_verdicts(entries: list[Entry]) -> dict:
-    """{(work, item): verdict of the item} for the works' items: one verdict per item, "reproduced" only when
-    every row of the item is, "not reproduced" when none is reproduced or partly, "partly reproduced" in
-    between; items whose rows are all unrun keep the unrun verdict of their first row."""
+    """{(work, item): verdict of the item} for the works' items, by `combine_verdicts` over the item's rows:
+    "reproduced" only when every measured row is, so a row "not testable at this scale" beside reproduced ones
+    makes the item "partly reproduced"."""
     rows: dict = {}
     for e in entries:
         if e.row.work != BOOK:
             rows.setdefault((e.row.work, e.row.item), []).append(e.row.verdict)
-    decided = ("reproduced", "partly reproduced", "not reproduced")
-    out = {}
-    for key, verdicts in rows.items():
-        run = [v for v in verdicts if v in decided]
-        if not run:
-            out[key] = verdicts[0]
-        elif all(v == "reproduced" for v in run):
-            out[key] = "reproduced"
-        elif all(v == "not reproduced" for v in run):
-            out[key] = "not reproduced"
-        else:
-            out[key] = "partly reproduced"
-    return out
+    return {key: combine_verdicts(verdicts) for key, verdicts in rows.items()}
 
 
 def summary(entries: list[Entry]) -> str:

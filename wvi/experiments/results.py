@@ -24,7 +24,7 @@ import numpy as np
 from wvi.barrier import (BarrierCurve, aligned_trend_verdict, alignment_verdict, barrier_from_losses,
                          smaller_change_verdict, trend_verdict)
 from wvi.experiments.permutation import FIGURES, RESULT_KEYS, SCHEMA, Run, schema_holds
-from wvi.report import book_root
+from wvi.report import book_root, combine_verdicts
 
 
 class RunStatus(NamedTuple):
@@ -158,14 +158,6 @@ def _mean_sd(values: np.ndarray) -> str:
     return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if values.size > 1 else _fmt(values[0])
 
 
-def _combine(verdicts: list) -> str:
-    """One verdict from several parts of a figure's claim: the common one; any "reproduced" among others →
-    "partly reproduced"; else any "not reproduced" → "not reproduced"."""
-    if len(set(verdicts)) == 1:
-        return verdicts[0]
-    return "partly reproduced" if "reproduced" in verdicts else "not reproduced"
-
-
 def pair_summary(pairs: list) -> dict:
     """One run's replica pairs (a list of its seeds' `RunStatus`) in a table row: the number of pairs, the mean
     test accuracy of their 2n networks, and the naive and aligned test barriers as "mean ± sd" over the pairs (the
@@ -241,8 +233,8 @@ def figure_check(number: int, pairs: list) -> tuple[str, Optional[str]]:
     `trend_verdict` says "not testable at this scale" when a change is within 3 standard errors; on aligned barriers
     the rule is `aligned_trend_verdict` (also "not testable" when the mean aligned barrier is within 3 standard
     errors of zero at both ends: nothing there to fall), as in the CPU chapter's sweeps. The parts of a figure's
-    claim combine by `_combine`: a part that is "not testable at this scale" counts as not met, so one reproduced
-    part and one untestable part are "partly reproduced".
+    claim combine by `wvi.report.combine_verdicts`: a part that is "not testable at this scale" counts as not
+    met, so one reproduced part and one untestable part are "partly reproduced".
     """
     _check_pairs(number, pairs)
     if not any(pairs):
@@ -324,7 +316,7 @@ def figure_check(number: int, pairs: list) -> tuple[str, Optional[str]]:
     measured += f" (test barriers, mean ± sd over {span} pair{'s' * (counts[-1] > 1)} per run){note}"
     if counts[0] < MIN_PAIRS:
         return measured + f"; a verdict needs {MIN_PAIRS} pairs per run", None
-    return measured, _combine(verdicts)
+    return measured, combine_verdicts(verdicts)
 
 
 def figure_verdict(number: int, pairs: list) -> tuple[str, str]:
