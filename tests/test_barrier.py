@@ -221,6 +221,15 @@ def test_verdict_rules_of_part5():
     assert barrier.trend_verdict(reference, [0.12, 0.33, 0.21]) == "not testable at this scale"
     with pytest.raises(ValueError, match="one barrier per pair each"):
         barrier.paired_comparison([0.1, 0.2, 0.3, 0.4], reference)
+    # alike: |mean d| + 3 s.e.(d) < margin, an equivalence test on the same pairs
+    assert barrier.alike([0.12, 0.33, 0.21], reference, margin=0.05)  # 0.02 + 3 × 0.0058 = 0.037
+    assert not barrier.alike([0.12, 0.33, 0.21], reference, margin=0.03)  # the mean is small, not known small enough
+    assert not barrier.alike([0.30, 0.10, 0.20], reference, margin=0.2)  # d = .2, −.2, 0: mean 0, 3 s.e. 0.35
+    assert not barrier.alike([0.6, 0.8, 0.7], reference, margin=0.2)  # a consistent difference of 0.5
+    with pytest.raises(ValueError, match="margin must be a finite number > 0"):
+        barrier.alike(reference, reference, margin=0.0)
+    with pytest.raises(ValueError, match="one barrier per pair each"):
+        barrier.alike([0.1, 0.2, 0.3, 0.4], reference, margin=0.1)
 
 
 def _hidden_relu(params, x):

@@ -45,6 +45,20 @@ def test_short_log_axes_get_several_labels():
     plt.close(fig)
 
 
+def test_log_axis_extended_to_labelled_values():
+    """`extend`: the limits widen to the nearest 1-2-5 labels outside the data, so the lowest curve sits above a
+    label (0.22 → 0.2), and bad limits are refused."""
+    fig, ax = plt.subplots()
+    ax.semilogy([0, 1], [0.22, 6.3])
+    plot.label_log_axis(ax.yaxis, 0.22, 6.3, extend=True)
+    np.testing.assert_allclose(ax.get_ylim(), (0.2, 10.0))
+    plot.label_log_axis(ax.xaxis, 0.5, 2.0, extend=True)  # already on labels: unchanged
+    np.testing.assert_allclose(ax.get_xlim(), (0.5, 2.0))
+    with pytest.raises(ValueError, match="0 < low < high"):
+        plot.label_log_axis(ax.yaxis, 0.0, 1.0, extend=True)
+    plt.close(fig)
+
+
 def test_ensemble_figure_pieces():
     fig, ax = plt.subplots()
     plot.histogram(ax, np.random.default_rng(0).normal(size=200), np.linspace(-3, 3, 13), "DLE")
@@ -230,10 +244,18 @@ def test_sweep_order_barriers_mark_order_zero_the_noise_and_the_naive_barrier():
                         np.array([0.5, 0.9, 0.7]), np.array([0.5, 0.51]))
     fig, ax = plt.subplots()
     plot.sweep_order_barriers(ax, study, naive_barrier=1.2, noise_sd=0.05)
-    order0, others, naive = ax.lines[-3:]
+    order0, others, naive = ax.lines[-4:-1]
     np.testing.assert_allclose(order0.get_xydata(), [[10.0, 0.5]])
     np.testing.assert_allclose(others.get_ydata(), [0.9, 0.7])
     np.testing.assert_allclose(naive.get_ydata(), [1.2, 1.2])
     np.testing.assert_allclose(ax.containers[0].lines[2][0].get_segments()[0][:, 1], [0.4, 0.6])  # ±2 noise sd
     assert ax.get_xlabel() == "W2²(q0, P#q1)" and ax.get_ylim()[0] == 0
+    plt.close(fig)
+    # panels sharing the y axis: a later panel's higher barriers stay inside the shared range
+    fig, axes = plt.subplots(1, 2, sharey=True)
+    plot.sweep_order_barriers(axes[0], study, naive_barrier=1.2, noise_sd=0.05)
+    plot.sweep_order_barriers(axes[1], study._replace(barriers=np.array([1.9, 0.9, 0.7])), 1.2, 0.05)
+    fig.canvas.draw()
+    low, high = axes[0].get_ylim()
+    assert low == 0 and high > 1.9 + 2 * 0.05
     plt.close(fig)

@@ -382,6 +382,25 @@ def paired_comparison(values, reference, k: float = 3.0, margin: float = 0.0, mi
     return "lower" if d.mean() < 0 else "higher"
 
 
+def alike(values, reference, margin: float, k: float = 3.0, min_pairs: int = 3) -> bool:
+    """Whether barriers measured on the same replica pairs are alike within an equivalence margin: with the
+    per-pair differences d = values − reference, ::
+
+        |mean(d)| + k · s.e.(d) < margin
+
+    so the difference must be small and known to be small (the pairs' agreement). `margin` is set by the
+    question, not the noise; Rossi et al.'s Figs. 9 and 12 in the mlp_digits chapter use a tenth of the smaller
+    mean naive barrier (what alignment leaves is small next to what it removes)."""
+    values, reference = _pair_values(values, "values", min_pairs), _pair_values(reference, "reference", min_pairs)
+    if values.shape != reference.shape:
+        raise ValueError(f"values and reference must hold one barrier per pair each; got {values.size} and "
+                         f"{reference.size}")
+    if not (np.isfinite(margin) and margin > 0):
+        raise ValueError(f"margin must be a finite number > 0; got {margin!r}")
+    d = values - reference
+    return bool(abs(d.mean()) + k * standard_error(d) < margin)
+
+
 def trend_verdict(first, last, falls: bool = True, k: float = 3.0, min_pairs: int = 3) -> str:
     """The verdict on a sweep's trend (Rossi et al., Figs. 5, 7, 8) from the barriers of independent replica pairs
     at the sweep's first and last point (at least `min_pairs` each): the change of the means, mean(last) −

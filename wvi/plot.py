@@ -286,10 +286,20 @@ def loglog(ax, x, y, label: str, slope: float | None = None, **kwargs):
     return line
 
 
-def label_log_axis(axis, low: float, high: float) -> None:
-    """Readable labels on a log axis: at 1, 2, 5 × 10^k when it spans under three decades, else at powers of ten."""
+def label_log_axis(axis, low: float, high: float, extend: bool = False) -> None:
+    """Readable labels on a log axis: at 1, 2, 5 × 10^k when it spans under three decades, else at powers of ten.
+    `extend`: also widen the axis's limits to the nearest labelled values outside [low, high], so that the lowest
+    and the highest curves sit between two labels (a curve that ends at 0.25 on an axis whose lowest label is 0.5
+    cannot be read)."""
     short = 0 < low < high and np.log10(high / low) < 3
+    if extend and not 0 < low < high:
+        raise ValueError(f"low and high must satisfy 0 < low < high to extend a log axis; got {low!r}, {high!r}")
     subs = (1.0, 2.0, 5.0) if short else (1.0,)
+    if extend:
+        decades = range(int(np.floor(np.log10(low))) - 1, int(np.ceil(np.log10(high))) + 1)
+        labelled = sorted(s * 10.0**k for k in decades for s in subs)
+        limits = (max(t for t in labelled if t <= low * (1 + 1e-9)), min(t for t in labelled if t >= high * (1 - 1e-9)))
+        (axis.axes.set_ylim if axis is axis.axes.yaxis else axis.axes.set_xlim)(*limits)
     axis.set_major_locator(LogLocator(base=10, subs=subs))
     axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     axis.set_minor_formatter(NullFormatter())
@@ -444,7 +454,10 @@ def sweep_order_barriers(ax, study, naive_barrier: float, noise_sd: float):
     ax.plot(w2[:1], barriers[:1], "o", color=color("aligned"), label="aligned, order 0")
     ax.plot(w2[1:], barriers[1:], "o", mfc="white", color=color("aligned"), label="aligned, other orders")
     ax.axhline(naive_barrier, ls="--", color=color("naive"), label="naive")
-    ax.set_ylim(0, None)
+    # the y axis starts at 0 yet keeps autoscaling, so that panels sharing it (sharey) all fit: a fixed
+    # set_ylim here would freeze the top at the first panel's range and cut off a later panel's points
+    baseline = ax.axhline(0, color="0.8", lw=0.8, zorder=0)
+    baseline.sticky_edges.y[:] = [0]
     ax.margins(x=0.12)
     ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
     ax.set_xlabel("W2²(q0, P#q1)")
