@@ -107,6 +107,11 @@ def test_plane_slice_marks_the_named_points():
     values = -np.add.outer(ys ** 2, xs ** 2)
     plot.plane_slice(ax, xs, ys, values, {"q0": (0.0, 0.0), "q1": (1.0, 2.0)}, floor=-3.0)
     assert [t.get_text() for t in ax.texts] == ["q0", "q1"]
+    # a point in the right half is labelled to its left, so the label stays inside the axes
+    assert [t.get_ha() for t in ax.texts] == ["left", "right"]
+    fig.canvas.draw()
+    box = ax.get_window_extent()
+    assert all(t.get_window_extent().x1 <= box.x1 + 1 for t in ax.texts)
     plt.close(fig)
 
 

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+from matplotlib import patheffects
 from matplotlib.patches import Ellipse
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
@@ -409,9 +410,15 @@ def plane_slice(ax, xs, ys, values, points: dict, levels: int = 20, cmap: str = 
     if floor is not None:
         values = np.maximum(values, floor)
     mappable = ax.contourf(np.asarray(xs), np.asarray(ys), values, levels=levels, cmap=cmap)
+    middle = 0.5 * (np.min(xs) + np.max(xs))
     for label, (x, y) in points.items():
         ax.plot(x, y, "o", color="w", mec="k", ms=7)
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 6), color="w", fontweight="bold")
+        # labels point inwards (a label right of a point near the right edge would leave the axes) and carry a
+        # dark outline, readable on the light and the dark end of the colour map
+        right = x > middle
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(-6 if right else 6, 6),
+                    ha="right" if right else "left", color="w", fontweight="bold",
+                    path_effects=[patheffects.withStroke(linewidth=2.5, foreground="k")])
     ax.set_aspect("equal")
     return mappable
 
