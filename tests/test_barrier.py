@@ -221,6 +221,17 @@ def test_verdict_rules_of_part5():
     assert barrier.trend_verdict(reference, [0.12, 0.33, 0.21]) == "not testable at this scale"
     with pytest.raises(ValueError, match="one barrier per pair each"):
         barrier.paired_comparison([0.1, 0.2, 0.3, 0.4], reference)
+    # the numbers behind the trend verdicts
+    change, se = barrier.mean_change([1.0, 1.2, 1.4], [0.5, 0.6, 0.7])
+    assert change == pytest.approx(-0.6) and se == pytest.approx(np.hypot(0.2, 0.1) / np.sqrt(3))
+    gap, gap_se = barrier.change_gap([0.1, 0.1, 0.1], [0.1, 0.1, 0.1], [1.0, 1.2, 1.4], [0.5, 0.6, 0.7])
+    assert gap == pytest.approx(0.6) and gap_se == pytest.approx(se)
+    # paired_trend_verdict: the same seeds at both points; a shift the seeds' spread hides unpaired
+    shifted = [0.08, 0.27, 0.19]  # reference − .02, −.03, −.01
+    assert barrier.paired_trend_verdict(reference, shifted) == "reproduced"
+    assert barrier.trend_verdict(reference, shifted) == "not testable at this scale"
+    assert barrier.paired_trend_verdict(reference, shifted, falls=False) == "not reproduced"
+    assert barrier.paired_trend_verdict(reference, [0.13, 0.29, 0.21]) == "not testable at this scale"
     # alike: |mean d| + 3 s.e.(d) < margin, an equivalence test on the same pairs
     assert barrier.alike([0.12, 0.33, 0.21], reference, margin=0.05)  # 0.02 + 3 × 0.0058 = 0.037
     assert not barrier.alike([0.12, 0.33, 0.21], reference, margin=0.03)  # the mean is small, not known small enough

@@ -363,6 +363,15 @@ def above_zero(values, k: float = 3.0, min_pairs: int = 3) -> bool:
     return bool(v.mean() > k * standard_error(v))
 
 
+def _paired_differences(values, reference, min_pairs: int) -> np.ndarray:
+    """values − reference, one value per replica pair each, in the same order (checked)."""
+    values, reference = _pair_values(values, "values", min_pairs), _pair_values(reference, "reference", min_pairs)
+    if values.shape != reference.shape:
+        raise ValueError(f"values and reference must hold one barrier per pair each; got {values.size} and "
+                         f"{reference.size}")
+    return values - reference
+
+
 def paired_comparison(values, reference, k: float = 3.0, margin: float = 0.0, min_pairs: int = 3) -> str:
     """How `values` compare with `reference`, both measured on the same replica pairs (one value per pair, in the
     same order): with the per-pair differences d = values − reference, "lower" when mean(d) < −t, "higher" when
@@ -370,13 +379,9 @@ def paired_comparison(values, reference, k: float = 3.0, margin: float = 0.0, mi
     standard errors of itself (the pairs' agreement) and `margin` (a size below which a difference does not count,
     e.g. the barriers' evaluation noise). Every d = 0 is "indistinguishable". Pairing removes what the two share on
     a pair (its seeds, its evaluation draws) from the comparison."""
-    values, reference = _pair_values(values, "values", min_pairs), _pair_values(reference, "reference", min_pairs)
-    if values.shape != reference.shape:
-        raise ValueError(f"values and reference must hold one barrier per pair each; got {values.size} and "
-                         f"{reference.size}")
+    d = _paired_differences(values, reference, min_pairs)
     if not (np.isfinite(margin) and margin >= 0):
         raise ValueError(f"margin must be a finite number >= 0; got {margin!r}")
-    d = values - reference
     if abs(d.mean()) <= max(k * standard_error(d), margin):
         return "indistinguishable"
     return "lower" if d.mean() < 0 else "higher"
@@ -391,44 +396,64 @@ def alike(values, reference, margin: float, k: float = 3.0, min_pairs: int = 3) 
     so the difference must be small and known to be small (the pairs' agreement). `margin` is set by the
     question, not the noise; Rossi et al.'s Figs. 9 and 12 in the mlp_digits chapter use a tenth of the smaller
     mean naive barrier (what alignment leaves is small next to what it removes)."""
-    values, reference = _pair_values(values, "values", min_pairs), _pair_values(reference, "reference", min_pairs)
-    if values.shape != reference.shape:
-        raise ValueError(f"values and reference must hold one barrier per pair each; got {values.size} and "
-                         f"{reference.size}")
+    d = _paired_differences(values, reference, min_pairs)
     if not (np.isfinite(margin) and margin > 0):
         raise ValueError(f"margin must be a finite number > 0; got {margin!r}")
-    d = values - reference
     return bool(abs(d.mean()) + k * standard_error(d) < margin)
+
+
+def mean_change(first, last, min_pairs: int = 3) -> tuple[float, float]:
+    """(mean(last) − mean(first), its standard error √(s²_first/n_first + s²_last/n_last)) for the values of
+    independent replica pairs at a sweep's first and last point (sample variances over the pairs, ddof = 1): the
+    numbers `trend_verdict` judges."""
+    first, last = _pair_values(first, "first", min_pairs), _pair_values(last, "last", min_pairs)
+    return float(last.mean() - first.mean()), float(np.hypot(standard_error(first), standard_error(last)))
 
 
 def trend_verdict(first, last, falls: bool = True, k: float = 3.0, min_pairs: int = 3) -> str:
     """The verdict on a sweep's trend (Rossi et al., Figs. 5, 7, 8) from the barriers of independent replica pairs
     at the sweep's first and last point (at least `min_pairs` each): the change of the means, mean(last) −
-    mean(first), counts only when it exceeds `k` standard errors of that difference,
-    √(s²_first/n_first + s²_last/n_last) (sample variances over the pairs, ddof = 1). A change in the expected
-    direction (`falls`: the barrier should fall) → "reproduced", in the other → "not reproduced", within k
-    standard errors → "not testable at this scale" (the pairs cannot tell it from the seeds)."""
-    first, last = _pair_values(first, "first", min_pairs), _pair_values(last, "last", min_pairs)
-    change = float(last.mean() - first.mean())
-    if abs(change) <= k * float(np.hypot(standard_error(first), standard_error(last))):
+    mean(first), counts only when it exceeds `k` standard errors of that difference (`mean_change`). A change in
+    the expected direction (`falls`: the barrier should fall) → "reproduced", in the other → "not reproduced",
+    within k standard errors → "not testable at this scale" (the pairs cannot tell it from the seeds). When the
+    two points share their seeds, `paired_trend_verdict` reads the same change against the seeds' agreement."""
+    change, se = mean_change(first, last, min_pairs)
+    if abs(change) <= k * se:
         return "not testable at this scale"
     return "reproduced" if (change < 0) == bool(falls) else "not reproduced"
 
 
-def smaller_change_verdict(first, last, reference_first, reference_last, k: float = 3.0, min_pairs: int = 3) -> str:
-    """Whether a barrier changes less over a sweep than a reference barrier does (Rossi et al.'s Fig. 7: after
-    alignment the prior variance has little effect, unlike on the naive barrier), from independent replica pairs at
-    the sweep's first and last point: with the changes of the means Δ = mean(last) − mean(first) and
-    Δ_ref likewise, the gap abs(Δ_ref) − abs(Δ) counts only beyond `k` standard errors, √(sum of the four squared
-    standard errors of the means). Gap > k s.e. → "reproduced", < −k s.e. → "not reproduced", else "not testable
-    at this scale" (e.g. when the reference itself does not change measurably)."""
+def paired_trend_verdict(first, last, falls: bool = True, k: float = 3.0, min_pairs: int = 3) -> str:
+    """`trend_verdict` for values measured on the same seeds at both points (one per seed, in the same order):
+    the change is judged on the per-seed differences d = last − first (`paired_comparison`), whose standard error
+    leaves out what a seed contributes at both points. Beyond `k` standard errors in the expected direction →
+    "reproduced", in the other → "not reproduced", else "not testable at this scale"."""
+    compared = paired_comparison(last, first, k=k, min_pairs=min_pairs)
+    if compared == "indistinguishable":
+        return "not testable at this scale"
+    return "reproduced" if (compared == "lower") == bool(falls) else "not reproduced"
+
+
+def change_gap(first, last, reference_first, reference_last, min_pairs: int = 3) -> tuple[float, float]:
+    """(abs(Δ_ref) − abs(Δ), its standard error) with Δ = mean(last) − mean(first) and Δ_ref likewise, from
+    independent replica pairs; the standard error is √(sum of the four squared standard errors of the means): the
+    numbers `smaller_change_verdict` judges."""
     values = [_pair_values(v, name, min_pairs) for v, name in ((first, "first"), (last, "last"),
                                                                (reference_first, "reference_first"),
                                                                (reference_last, "reference_last"))]
     change = abs(values[1].mean() - values[0].mean())
     reference_change = abs(values[3].mean() - values[2].mean())
-    gap = float(reference_change - change)
-    if abs(gap) <= k * float(np.sqrt(sum(standard_error(v) ** 2 for v in values))):
+    return float(reference_change - change), float(np.sqrt(sum(standard_error(v) ** 2 for v in values)))
+
+
+def smaller_change_verdict(first, last, reference_first, reference_last, k: float = 3.0, min_pairs: int = 3) -> str:
+    """Whether a barrier changes less over a sweep than a reference barrier does (Rossi et al.'s Fig. 7: after
+    alignment the prior variance has little effect, unlike on the naive barrier), from independent replica pairs at
+    the sweep's first and last point: the gap abs(Δ_ref) − abs(Δ) of `change_gap` counts only beyond `k` of its
+    standard errors. Gap > k s.e. → "reproduced", < −k s.e. → "not reproduced", else "not testable at this scale"
+    (e.g. when the reference itself does not change measurably)."""
+    gap, se = change_gap(first, last, reference_first, reference_last, min_pairs)
+    if abs(gap) <= k * se:
         return "not testable at this scale"
     return "reproduced" if gap > 0 else "not reproduced"
 
