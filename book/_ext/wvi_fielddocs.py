@@ -14,6 +14,7 @@ describes it where it needs describing.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import re
 import sys
@@ -53,6 +54,15 @@ def _is_alias(obj) -> bool:
     return bool(ALIAS.match((getattr(obj, "__doc__", None) or "").strip()))
 
 
+@functools.lru_cache(maxsize=None)
+def _class_comments(cls) -> dict:
+    """`field_comments` of a class's source, parsed once per class (both hooks ask for every field)."""
+    try:
+        return field_comments(inspect.getsource(cls))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+
+
 def _comment(field: str, obj):
     """The source comment of NamedTuple field `field` whose accessor is `obj` (found among `wvi`'s classes by
     identity), or None."""
@@ -61,10 +71,7 @@ def _comment(field: str, obj):
             continue
         for cls in list(vars(module).values()):
             if inspect.isclass(cls) and cls.__dict__.get(field) is obj:
-                try:
-                    return field_comments(inspect.getsource(cls)).get(field)
-                except (OSError, TypeError, SyntaxError):
-                    return None
+                return _class_comments(cls).get(field)
     return None
 
 
