@@ -68,6 +68,18 @@ def test_smoke_campaign_runs_point_by_point_and_a_second_call_resumes(tmp_path, 
     assert "diverged in an earlier call, not run again" in out and "running" not in out, out
     none = campaign.run_campaign("smoke", tmp_path / "other", max_seconds=0.0)
     assert {e["status"] for e in none["points"].values()} == {"not started: predicted past --max-seconds"}
+    # predictions far below the truth (a device slower than assumed): once the first program has run, the rest
+    # are scaled by its measured / predicted time, and the second program (predicted 10 s, so at least 10 s
+    # × several hundred) is not started within 1,000 s, although its prediction alone would fit
+    low = {points[0]: 1e-3, points[1]: 1e-3, points[2]: 10.0}
+    monkeypatch.setattr(campaign, "plan", lambda name, device=None: [(p, None, low[p]) for p in points])
+    capsys.readouterr()
+    slow = campaign.run_campaign("smoke", tmp_path / "slow", max_seconds=1_000.0)
+    statuses = [e["status"] for e in slow["points"].values()]
+    assert statuses == ["ran", "ran", "not started: predicted past --max-seconds"], statuses
+    assert slow["prediction_scale"] > 100 and slow["wall_seconds"] < 1_000
+    assert "as measured so far" in capsys.readouterr().out
+    monkeypatch.undo()
     assert permutation.main(["--campaign", "smoke", "--list"]) is None
     out = capsys.readouterr().out
     assert "CPU s/step" in out and "predicted total" in out and points[1].folder in out

@@ -329,6 +329,12 @@ def run_campaign(name: str, out_root: Path, device: Optional[str] = None, max_se
     with some missing runs again whole, less its points recorded as diverged), and not starting a program whose
     predicted time would take the campaign's wall time past `max_seconds`.
 
+    The predictions are assumptions until a program has run: once some have, a prediction is multiplied by
+    max(1, measured / predicted seconds of the programs run so far in this call) before it is compared with what
+    is left of `max_seconds`, so that a device slower than assumed stops the campaign between programs rather than
+    in the middle of one (the factor is logged as `prediction_scale`; it never shrinks a prediction, because a
+    later program may compile more than the first).
+
     A program that diverges (`wvi.algorithm.DivergenceError`) does not stop the campaign: when it trains several
     points, each of them without a result is run again alone (if its prediction alone fits `max_seconds`), so that
     only the setting that diverges is lost (at the price of the solo runs); a point that diverges alone is recorded
@@ -350,8 +356,17 @@ def run_campaign(name: str, out_root: Path, device: Optional[str] = None, max_se
               "versions": permutation.versions(), "points": dict(earlier_log)}
     predicted = {point: seconds for point, _, seconds in plan(name, device)}
 
+    timed = {"measured": 0.0, "predicted": 0.0}  # the programs run so far in this call, without divergence
+
+    def scale() -> float:
+        return max(1.0, timed["measured"] / timed["predicted"]) if timed["predicted"] > 0 else 1.0
+
     def fits(seconds: float) -> bool:
-        return max_seconds is None or time.perf_counter() - start + seconds <= max_seconds
+        return max_seconds is None or time.perf_counter() - start + seconds * scale() <= max_seconds
+
+    def past(seconds: float) -> str:
+        scaled = f", ×{scale():.2f} as measured so far: {seconds * scale():.0f} s" if scale() > 1 else ""
+        return f"predicted {seconds:.0f} s{scaled} would pass {max_seconds:.0f} s"
 
     def ran(entry: dict, result: dict):
         entry.update(status="ran", seconds=measured_seconds(result), device=result["device"],
@@ -370,6 +385,7 @@ def run_campaign(name: str, out_root: Path, device: Optional[str] = None, max_se
             record["points"][point.folder] = entry
         record["points"] = {folder: record["points"][folder] for folder in order if folder in record["points"]}
         record["wall_seconds"] = time.perf_counter() - start
+        record["prediction_scale"] = scale()
         _write_log(log_path, record)
 
     for group in groups(CAMPAIGNS[name]):
@@ -394,7 +410,7 @@ def run_campaign(name: str, out_root: Path, device: Optional[str] = None, max_se
         elif not fits(group_seconds):
             for point in todo:
                 entries[point].update(status="not started: predicted past --max-seconds")
-            print(f"{names}: not started (predicted {group_seconds:.0f} s would pass {max_seconds:.0f} s)")
+            print(f"{names}: not started ({past(group_seconds)})")
         else:
             print(f"{names}: running (predicted {group_seconds:.0f} s on {dev.name})", flush=True)
             program_start = time.perf_counter()
@@ -402,6 +418,8 @@ def run_campaign(name: str, out_root: Path, device: Optional[str] = None, max_se
             if error is None:
                 for point, result in zip(todo, results):
                     ran(entries[point], result)
+                timed["measured"] += time.perf_counter() - program_start
+                timed["predicted"] += group_seconds
             elif len(todo) == 1:
                 diverged(entries[todo[0]], error)
                 print(f"{names}: diverged ({error}); recorded, not run again by a later call")
@@ -418,13 +436,15 @@ def run_campaign(name: str, out_root: Path, device: Optional[str] = None, max_se
                     entries[point].update(predicted_seconds=alone, diverged_program_seconds=program_seconds)
                     if not fits(alone):
                         entries[point].update(status="not started: predicted past --max-seconds")
-                        print(f"{point.folder}: not started alone (predicted {alone:.0f} s would pass "
-                              f"{max_seconds:.0f} s)")
+                        print(f"{point.folder}: not started alone ({past(alone)})")
                         continue
                     print(f"{point.folder}: running alone (predicted {alone:.0f} s)", flush=True)
+                    solo_start = time.perf_counter()
                     results, error = _train_or_divergence([point], out_root, checkpoint_every, progress)
                     if error is None:
                         ran(entries[point], results[0])
+                        timed["measured"] += time.perf_counter() - solo_start
+                        timed["predicted"] += alone
                     else:
                         diverged(entries[point], error)
                         print(f"{point.folder}: diverged alone ({error}); recorded, not run again by a later call")
