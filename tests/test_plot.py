@@ -137,6 +137,18 @@ def test_barrier_bars_and_sweeps_label_what_they_draw():
     plt.close(fig)
 
 
+def test_barrier_sweep_marks_the_points_a_verdict_leaves_out():
+    fig, ax = plt.subplots()
+    plot.barrier_sweep(ax, [0.1, 0.3, 1.0], [0.4, 1.6, 1.5], [0.1, 0.0, 0.0], "prior std", excluded={0.1: "collapsed"})
+    assert [t.get_text() for t in ax.texts] == ["collapsed"]
+    (band,) = [p for p in ax.patches if p.get_facecolor()[:3] == pytest.approx((0.85,) * 3)]
+    lo, hi = band.get_x(), band.get_x() + band.get_width()
+    assert lo < 0.1 < hi < 0.3  # the band covers 0.1 and stops short of the next point
+    with pytest.raises(ValueError, match="excluded: \\[0.2\\] are not points of xs"):
+        plot.barrier_sweep(ax, [0.1, 0.3], [1, 2], [0, 0], "prior std", excluded={0.2: "collapsed"})
+    plt.close(fig)
+
+
 @pytest.mark.parametrize("n, ncols, rows", [(1, None, 1), (4, 2, 2), (5, None, 2), (3, 3, 1)])
 def test_panels_are_at_most_three_a_row_and_fit_the_column(n, ncols, rows):
     fig, axes = plot.panels(n, ncols, panel_size=(5.0, 4.0), sharey=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -506,14 +506,31 @@ def pairs_line(ax, xs: Sequence[float], values: Sequence, style: str, line_color
             ax.plot(np.full(r.size, x), r, ".", color=line_color, alpha=0.4, ms=4)
 
 
-def barrier_sweep(ax, xs: Sequence[float], naive, aligned, xlabel: str, title: str = "", logx: bool = True):
+def barrier_sweep(ax, xs: Sequence[float], naive, aligned, xlabel: str, title: str = "", logx: bool = True,
+                  excluded: Mapping[float, str] | None = None):
     """Naive and aligned barriers against a swept setting (Rossi et al.'s Figs. 5, 7, 8 and 9): one value per point,
-    or the barriers of each point's replica pairs (`pairs_line`: their mean with ±1 sd, each pair a small dot)."""
+    or the barriers of each point's replica pairs (`pairs_line`: their mean with ±1 sd, each pair a small dot).
+
+    `excluded` maps points of `xs` that a verdict does not judge to a short reason (e.g. {0.1: "collapsed"}): each is
+    drawn on a grey band with the reason written at its top, so that the plot says what the caption says."""
+    excluded = dict(excluded or {})
+    unknown = [x for x in excluded if x not in list(xs)]
+    if unknown:
+        raise ValueError(f"excluded: {unknown} are not points of xs {list(xs)}")
     for label, values, style in (("naive", naive, "--"), ("aligned", aligned, "-")):
         pairs_line(ax, xs, values, style, color(label), label)
     if logx:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
+    for x, reason in excluded.items():
+        # a band half as wide as the smallest gap between points, on the axis' own scale
+        where = np.log10(np.asarray(xs, float)) if logx else np.asarray(xs, float)
+        half = np.diff(np.sort(where)).min() / 4 if len(xs) > 1 else 0.25
+        centre = np.log10(x) if logx else x
+        lo, hi = (10 ** (centre - half), 10 ** (centre + half)) if logx else (x - half, x + half)
+        ax.axvspan(lo, hi, color="0.85", zorder=0, lw=0)
+        ax.text(x, 0.98, reason, transform=ax.get_xaxis_transform(), ha="center", va="top",
+                fontsize="x-small", color="0.3")
     ax.set_xticks(list(xs), [f"{x:g}" for x in xs])
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test barrier (nats / point)")
