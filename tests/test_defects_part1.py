@@ -13,7 +13,7 @@ import pytest
 
 from wvi import bbvi, flows
 from wvi import gaussian as G
-from wvi.algorithm import prepend, run
+from wvi.algorithm import replicate, run
 from wvi.report import verdict_of
 
 # the chapters' thresholds
@@ -76,28 +76,35 @@ def log_p(x):
     return G.log_prob(TARGET, x)
 
 
-def ode_vs_bbvi_verdicts():
-    """The chapter's rows for "§3.3 2D Gaussian figure" that involve BBVI-path (path and Euler-ODE coincide:
-    `wvi.flows.coincide`; BBVI-path reaches W2 < 0.05), on the chapter's run (same keys and steps), and its
-    book row "the path estimator's variance at the optimum is zero"."""
-    _, k_path, k_ode, _, _ = jax.random.split(jax.random.key(0), 5)
+def ode_vs_bbvi_verdicts(num_seeds=64):
+    """The chapter's rows for "§3.3 2D Gaussian figure" that involve BBVI-path: "BBVI-path and the Euler ODE
+    coincide" by section 1's rule over seeds (the largest relative gap of each seed's pair of runs,
+    `flows.largest_relative_gaps`: reproduced when its 95th percentile is ≤ `flows.COINCIDE_TOL`, partly when its
+    median is; the chapter's keys and 64 seeds), "BBVI-path reaches the target" (W2 < 0.05 on the figure's run),
+    and its book row "the path estimator's variance at the optimum is zero"."""
+    k_seeds_path, k_seeds_ode = jax.random.split(jax.random.key(5))
+    path_runs = replicate(bbvi.bbvi(log_p, optax.sgd(0.01), 5, "path"), num_seeds)
+    _, qs = run(k_seeds_path, path_runs, path_runs.init(Q0), STEPS, trace_fn=lambda s, i: s.q)
+    euler_runs = replicate(flows.bw_euler(log_p, 0.01, 5), num_seeds)
+    _, es = run(k_seeds_ode, euler_runs, euler_runs.init(Q0), STEPS,
+                trace_fn=lambda s, i: jax.vmap(flows.to_gaussian)(s))
+    gaps = flows.largest_relative_gaps(qs, es, TARGET)
+    coincide = verdict_of(np.median(gaps) <= flows.COINCIDE_TOL, np.percentile(gaps, 95) <= flows.COINCIDE_TOL)
+    _, k_path, _, _, _ = jax.random.split(jax.random.key(0), 5)  # the figure's run
     algorithm = bbvi.bbvi(log_p, optax.sgd(0.01), 5, "path")
-    _, qs = run(k_path, algorithm, algorithm.init(Q0), STEPS, trace_fn=lambda s, i: s.q)
-    euler = flows.bw_euler(log_p, 0.01, 5)
-    _, states = run(k_ode, euler, euler.init(Q0), STEPS, trace_fn=lambda s, i: s)
-    path, ode = prepend(Q0, qs), jax.vmap(flows.to_gaussian)(prepend(flows.bw_state(Q0), states))
-    reached = float(G.w2(jax.tree_util.tree_map(lambda a: a[-1], path), TARGET))
-    figure = verdict_of(flows.coincide(path, ode, TARGET), reached < REACH)
+    final, _ = run(k_path, algorithm, algorithm.init(Q0), STEPS)
+    reached = verdict_of(float(G.w2(final.q, TARGET)) < REACH)
     variance = float(bbvi.gradient_variance(jax.random.key(2), TARGET, log_p, 5, "path", 200))
-    return figure, "holds" if variance <= ZERO_VARIANCE else "fails"
+    return coincide, reached, "holds" if variance <= ZERO_VARIANCE else "fails"
 
 
 def test_ode_vs_bbvi_dropping_the_stop_gradient_breaks_the_coincidence(drop_stop_gradient):
-    """Defect: the path estimator without its stop-gradient. Verdicts: "§3.3 2D Gaussian figure" (path and ODE
-    coincide and reach the target) reproduced → not reproduced; book "sticking the landing" holds → fails."""
-    assert ode_vs_bbvi_verdicts() == ("reproduced", "holds")
+    """Defect: the path estimator without its stop-gradient. Verdicts: "BBVI-path and the Euler ODE coincide"
+    partly reproduced → not reproduced; "BBVI-path reaches the target" reproduced → not reproduced; book "sticking
+    the landing" holds → fails."""
+    assert ode_vs_bbvi_verdicts() == ("partly reproduced", "reproduced", "holds")
     drop_stop_gradient()
-    assert ode_vs_bbvi_verdicts() == ("not reproduced", "fails")
+    assert ode_vs_bbvi_verdicts() == ("not reproduced", "not reproduced", "fails")
 
 
 # ------------------------------------------------------------------------------------------------ part1/gaussian_vi

@@ -185,6 +185,27 @@ def test_relative_gap_and_coincide():
     assert flows.coincide(shifted, ref, target, tol=0.25)
 
 
+def test_largest_relative_gaps_per_replica():
+    """Replica r of (t, replica) trajectories is compared with replica r of the reference, or with the one
+    reference trajectory; each gets its own largest gap (the shifts 0, 0.2 and 0.5 at distance 1)."""
+    target = G.Gaussian(jnp.zeros(2), jnp.eye(2))
+    means = jnp.stack([jnp.array([1.0, 0.0]), jnp.array([2.0, 0.0])])
+    ref = G.Gaussian(means, jnp.broadcast_to(jnp.eye(2), (2, 2, 2)))
+    shifts = jnp.array([0.0, 0.2, 0.5])
+    qs = G.Gaussian(means[:, None] + shifts[:, None] * jnp.array([0.0, 1.0]), jnp.broadcast_to(jnp.eye(2), (2, 3, 2, 2)))
+    np.testing.assert_allclose(flows.largest_relative_gaps(qs, ref, target), shifts, rtol=1e-6, atol=1e-6)
+    refs = jax.tree_util.tree_map(lambda x: jnp.repeat(x[:, None], 3, axis=1), ref)
+    np.testing.assert_allclose(flows.largest_relative_gaps(qs, refs, target), shifts, rtol=1e-6, atol=1e-6)
+    for i, r in enumerate(shifts):  # the same as relative_gap replica by replica
+        one = jax.tree_util.tree_map(lambda x: x[:, i], qs)
+        assert flows.largest_relative_gaps(qs, ref, target)[i] == pytest.approx(flows.relative_gap(one, ref, target).max())
+    with pytest.raises(ValueError, match="qs must have axes \\(t, replica\\)"):
+        flows.largest_relative_gaps(ref, ref, target)
+    short = jax.tree_util.tree_map(lambda x: x[:1], ref)
+    with pytest.raises(ValueError, match="the same t"):
+        flows.largest_relative_gaps(qs, short, target)
+
+
 def test_bw_euler_step_runs_eagerly_where_the_covariance_is_not_positive_definite():
     """The step's info (its KL estimate) must not validate the Gaussian: an eager step from a Σ that stopped being
     positive definite returns NaNs for `run` to report, instead of raising from inside the step."""

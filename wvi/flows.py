@@ -359,6 +359,25 @@ def relative_gap(qs: G.AnyGaussian, reference: G.AnyGaussian, target: G.AnyGauss
     return np.asarray(between / to_go)
 
 
+def largest_relative_gaps(qs: G.AnyGaussian, reference: G.AnyGaussian, target: G.AnyGaussian) -> np.ndarray:
+    """max over t of `relative_gap`, for each replica: `qs` has axes (t, replica), as `algorithm.run` traces a
+    `replicate`d algorithm; `reference` has the same axes (replica r compared with replica r: two methods run on
+    independent seeds) or only t (one reference, e.g. the exact flow, for every replica). Returns an array of shape
+    (replica,). A figure drawn from one run shows one draw of these: Part I, "ODE vs BBVI", judges a claim that two
+    methods coincide by their median and 95th percentile over seeds."""
+    G.check(target, "target")
+    q_axes, ref_axes = jnp.shape(qs.mean)[:-1], jnp.shape(reference.mean)[:-1]  # full-covariance Gaussians
+    if len(q_axes) != 2 or ref_axes not in (q_axes, q_axes[:1]):
+        raise ValueError(f"qs must have axes (t, replica) and reference (t,) or (t, replica) with the same t; got "
+                         f"{q_axes} and {ref_axes}")
+    ref_axis = 1 if len(ref_axes) == 2 else None
+
+    def largest(q, r):
+        return jnp.max(jax.vmap(G.w2)(q, r) / jax.vmap(lambda x: G.w2(x, target))(r))
+
+    return np.asarray(jax.vmap(largest, in_axes=(1, ref_axis))(qs, reference))
+
+
 def coincide(qs: G.AnyGaussian, reference: G.AnyGaussian, target: G.AnyGaussian, tol: float = COINCIDE_TOL) -> bool:
     """The book's rule for "two discretisations coincide": `relative_gap` ≤ `tol` at every iterate."""
     return bool(np.max(relative_gap(qs, reference, target)) <= tol)
