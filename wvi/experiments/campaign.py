@@ -38,7 +38,8 @@ with the device's figures in `DEVICES` (assumptions, stated there, until a GPU r
 records every point's measured wall time beside its prediction in `campaign-<name>.json`). `--list` also measures
 the step's time on this machine's CPU. Each point writes its own `result.json` (`permutation.run_group`) as soon
 as its program ends, and a program whose points' results are all there with the same config is skipped, so a
-second call resumes; a program whose prediction would take the campaign past `--max-seconds` is not started; when
+second call resumes; a program whose prediction (scaled by the measured / predicted time of the programs run so
+far, when that is above 1) would take the campaign past `--max-seconds` is not started; when
 a program diverges, only the diverging point is lost (its other points run again alone: `run_campaign`).
 """
 from __future__ import annotations
