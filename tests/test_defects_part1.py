@@ -79,8 +79,7 @@ def log_p(x):
 def ode_vs_bbvi_verdicts(num_seeds=64):
     """The chapter's rows for "§3.3 2D Gaussian figure" that involve BBVI-path: "BBVI-path and the Euler ODE
     coincide" by section 1's rule over seeds (the largest relative gap of each seed's pair of runs,
-    `flows.largest_relative_gaps`: reproduced when its 95th percentile is ≤ `flows.COINCIDE_TOL`, partly when its
-    median is; the chapter's keys and 64 seeds), "BBVI-path reaches the target" (W2 < 0.05 on the figure's run),
+    `flows.largest_relative_gaps`, `flows.coincidence_verdict`; the chapter's keys and 64 seeds), "BBVI-path reaches the target" (W2 < 0.05 on the figure's run),
     and its book row "the path estimator's variance at the optimum is zero"."""
     k_seeds_path, k_seeds_ode = jax.random.split(jax.random.key(5))
     path_runs = replicate(bbvi.bbvi(log_p, optax.sgd(0.01), 5, "path"), num_seeds)
@@ -88,8 +87,7 @@ def ode_vs_bbvi_verdicts(num_seeds=64):
     euler_runs = replicate(flows.bw_euler(log_p, 0.01, 5), num_seeds)
     _, es = run(k_seeds_ode, euler_runs, euler_runs.init(Q0), STEPS,
                 trace_fn=lambda s, i: jax.vmap(flows.to_gaussian)(s))
-    gaps = flows.largest_relative_gaps(qs, es, TARGET)
-    coincide = verdict_of(np.median(gaps) <= flows.COINCIDE_TOL, np.percentile(gaps, 95) <= flows.COINCIDE_TOL)
+    coincide = flows.coincidence_verdict(flows.largest_relative_gaps(qs, es, TARGET))
     _, k_path, _, _, _ = jax.random.split(jax.random.key(0), 5)  # the figure's run
     algorithm = bbvi.bbvi(log_p, optax.sgd(0.01), 5, "path")
     final, _ = run(k_path, algorithm, algorithm.init(Q0), STEPS)

@@ -206,6 +206,15 @@ def test_largest_relative_gaps_per_replica():
         flows.largest_relative_gaps(qs, short, target)
 
 
+def test_coincidence_verdict_reads_the_median_and_the_95th_percentile():
+    assert flows.coincidence_verdict([0.05] * 19 + [0.09]) == "reproduced"
+    assert flows.coincidence_verdict([0.05] * 18 + [0.2, 0.3]) == "partly reproduced"  # 95th pct above 0.1
+    assert flows.coincidence_verdict([0.2] * 20) == "not reproduced"
+    assert flows.coincidence_verdict([0.2] * 20, tol=0.25) == "reproduced"
+    with pytest.raises(ValueError, match="gaps must be one largest gap per seed"):
+        flows.coincidence_verdict([0.05])
+
+
 def test_bw_euler_step_runs_eagerly_where_the_covariance_is_not_positive_definite():
     """The step's info (its KL estimate) must not validate the Gaussian: an eager step from a Σ that stopped being
     positive definite returns NaNs for `run` to report, instead of raising from inside the step."""

@@ -522,10 +522,10 @@ def barrier_sweep(ax, xs: Sequence[float], naive, aligned, xlabel: str, title: s
     if logx:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
+    # each band half as wide as the smallest gap between points, on the axis' own scale
+    where = np.log10(np.asarray(xs, float)) if logx else np.asarray(xs, float)
+    half = np.diff(np.sort(where)).min() / 4 if len(xs) > 1 else 0.25
     for x, reason in excluded.items():
-        # a band half as wide as the smallest gap between points, on the axis' own scale
-        where = np.log10(np.asarray(xs, float)) if logx else np.asarray(xs, float)
-        half = np.diff(np.sort(where)).min() / 4 if len(xs) > 1 else 0.25
         centre = np.log10(x) if logx else x
         lo, hi = (10 ** (centre - half), 10 ** (centre + half)) if logx else (x - half, x + half)
         ax.axvspan(lo, hi, color="0.85", zorder=0, lw=0)
