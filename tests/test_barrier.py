@@ -177,6 +177,13 @@ def test_verdict_rules_of_part5():
     assert barrier.alignment_verdict([0.4, 1.2, 0.9], [0.0, 0.0, 0.0], fraction=0.25, min_naive=0.5) == "partly reproduced"
     with pytest.raises(ValueError, match="at least 3 pairs"):
         barrier.alignment_verdict([1.0, 1.0], [0.0, 0.0], fraction=0.25)
+    # zero_barrier_verdict (Fig. 4): a naive barrier at 0.5 nats/point or below is no barrier to remove, and an
+    # aligned one must fall below a quarter of the naive one
+    assert barrier.zero_barrier_verdict([1.0, 1.2, 0.9], [0.2, 0.1, 0.2]) == "reproduced"
+    assert barrier.zero_barrier_verdict([0.4, 0.3, 0.45], [0.0, 0.0, 0.0]) == "not reproduced"
+    assert barrier.zero_barrier_verdict([1.0, 1.2, 0.9], [0.26, 0.1, 0.2]) == "partly reproduced"
+    with pytest.raises(ValueError, match="at least 3 pairs"):
+        barrier.zero_barrier_verdict([1.0, 1.0], [0.0, 0.0])
     # trend_verdict: the change of the means counts only beyond k standard errors of the difference
     low, high = [1.2, 1.3, 1.4], [1.7, 1.8, 1.9]  # s = 0.1 each: s.e. of the difference 0.1·√(2/3) ≈ 0.082
     assert barrier.trend_verdict(low, high) == "not reproduced"

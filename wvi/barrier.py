@@ -342,6 +342,20 @@ def alignment_verdict(naive, aligned, fraction: float, min_naive: float = 0.0, m
     return report.verdict_of(*((naive > min_naive) & (aligned < fraction * naive)))
 
 
+ZERO_BARRIER_FRACTION = 0.25  # an aligned barrier "gone": below a quarter of the naive one
+ZERO_BARRIER_MIN_NAIVE = 0.5  # a naive barrier "clear": above half a nat per data point
+
+
+def zero_barrier_verdict(naive, aligned, min_pairs: int = 3) -> str:
+    """Rossi et al.'s Fig. 4 claim ("a barrier between two VI solutions without alignment, none after it") over
+    independent replica pairs: `alignment_verdict` with a clear naive barrier (> `ZERO_BARRIER_MIN_NAIVE` nats per
+    point) and an aligned one below `ZERO_BARRIER_FRACTION` of it, on every pair. The one rule of the Part V
+    chapters (the digits MLP, ResNet20, the committed MNIST runs) and of `experiments.results.figure_check`; without
+    the naive threshold, two solutions with no barrier to remove would pass."""
+    return alignment_verdict(naive, aligned, fraction=ZERO_BARRIER_FRACTION, min_naive=ZERO_BARRIER_MIN_NAIVE,
+                             min_pairs=min_pairs)
+
+
 def _pair_values(values, name: str, min_pairs: int) -> np.ndarray:
     v = np.asarray(values, float)
     if v.ndim != 1 or v.size < min_pairs or not np.all(np.isfinite(v)):

@@ -21,8 +21,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from wvi.barrier import (BarrierCurve, aligned_trend_verdict, alignment_verdict, barrier_from_losses,
-                         smaller_change_verdict, trend_verdict)
+from wvi.barrier import (BarrierCurve, aligned_trend_verdict, barrier_from_losses,
+                         smaller_change_verdict, trend_verdict, zero_barrier_verdict)
 from wvi.experiments.permutation import FIGURES, RESULT_KEYS, SCHEMA, Run, schema_holds
 from wvi.report import book_root, combine_verdicts
 
@@ -215,9 +215,9 @@ def figure_check(number: int, pairs: list) -> tuple[str, Optional[str]]:
     them share are used (`_one_budget`), and the others are named. One rule per figure, on the pairs of each run
     (k = 3 standard errors, `wvi.barrier`)::
 
-      4: `alignment_verdict` (fraction ¼) over every pair of every run, train and test:
-         each pair's aligned barrier below a quarter of its naive one → "reproduced",
-         none → "not reproduced", some → "partly reproduced";
+      4: `zero_barrier_verdict` over every pair of every run, train and test: each pair's
+         naive barrier above 0.5 nats/point and its aligned one below a quarter of it →
+         "reproduced", none → "not reproduced", some → "partly reproduced";
       5: for each model, `trend_verdict` (falls) of the aligned barrier from the narrowest
          to the widest run; for the MLP the naive barrier's too;
       7: for each model, two parts: `trend_verdict` (falls) of the naive barrier from the
@@ -251,7 +251,7 @@ def figure_check(number: int, pairs: list) -> tuple[str, Optional[str]]:
         if min(len(p) for p in there) >= MIN_PAIRS:  # every pair, train and test: the rule of the CPU chapters
             naive, aligned = (np.concatenate([_values(p, label, split) for p in there for split in ("train", "test")])
                               for label in ("naive", "aligned"))
-            verdicts.append(alignment_verdict(naive, aligned, fraction=0.25, min_pairs=MIN_PAIRS))
+            verdicts.append(zero_barrier_verdict(naive, aligned, min_pairs=MIN_PAIRS))
     elif number in (5, 7, 8):
         for preset, group in _by_preset(there).items():
             group = sorted(group, key=lambda p: p[0].record["config"][x])
