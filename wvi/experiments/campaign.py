@@ -18,11 +18,12 @@ differ only in prior variance or temperature train together, as extra replicas o
 `permutation.run_group`, `wvi.algorithm.over_settings`: each pair stepped with the keys of its own run); widths
 change the shapes, so they run in turn. At the assumed device figures nothing fits at Table 1's full budget (one MLP
 run: about two minutes of training alone). "gpu-2" holds, at the same budget and on three seeds each, MAP weight
-matching on the same MLP (Fig. 9's comparison) and VI at width 128 (Fig. 5's narrow end, which did not fit in
-"gpu"), and, on one seed each, ResNet20 with FRN and with LayerNorm on MNIST padded to 32×32 (`--data mnist32`), a
-stand-in for Fig. 11's CIFAR-10, which cannot be had here, at 1/120 of the steps with 4 samples and 13 path
-positions. Both are sized for an H200; an H100 has the same tensor-core throughput and slower memory. MNIST comes
-from the working tree (`data/mnist`, hashes pinned; `wvi.data.image_classification`).
+matching on the same MLP (Fig. 9's VI-against-MAP comparison, which the paper makes on ResNet20) and VI at width
+128 (Fig. 5's narrow end, which did not fit in "gpu"), and, on one seed each, ResNet20 with FRN and with
+LayerNorm on MNIST padded to 32×32 (`--data mnist32`), a stand-in for Fig. 11's CIFAR-10, which cannot be had
+here, at 1/120 of the steps with 4 samples and 13 path positions. Both are sized for an H200; an H100 has the same
+tensor-core throughput and slower memory. MNIST comes from the working tree (`data/mnist`, hashes pinned;
+`wvi.data.image_classification`).
 
 Sizing (`cost`, `predict`): a training step's floating-point operations and its number of kernels are counted
 from the compiled step of the program's vmapped replicas, two per point it trains (XLA's cost analysis and the
@@ -119,7 +120,7 @@ CAMPAIGNS = {
         *(Point(Run("mlp-mnist", (("width", 1024),)), _TENTH, s, "Fig. 5") for s in _SEEDS),
     ),
     "gpu-2": (
-        *(Point(Run("mlp-mnist-map"), _TENTH, s, "Fig. 9's comparison on the MLP: MAP weight matching")
+        *(Point(Run("mlp-mnist-map"), _TENTH, s, "VI against MAP on the MLP (Fig. 9 uses ResNet20)")
           for s in _SEEDS),
         *(Point(Run("mlp-mnist", (("width", 128),)), _TENTH, s, "Fig. 5") for s in _SEEDS),
         *(Point(Run(preset), _budget(1 / 120, 4, preset, num_taus=13), 0,
