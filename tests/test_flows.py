@@ -215,6 +215,16 @@ def test_coincidence_verdict_reads_the_median_and_the_95th_percentile():
         flows.coincidence_verdict([0.05])
 
 
+def test_one_flow_verdict_compares_the_methods_gap_with_the_seeds_mean_less_k_standard_errors():
+    pairs = [0.08, 0.07, 0.09, 0.08]  # mean 0.08, s.e. 0.0041: mean − 3 s.e. = 0.0678
+    assert flows.one_flow_verdict(0.03, pairs) == "reproduced"
+    assert flows.one_flow_verdict(0.07, pairs) == "not testable at this scale"  # below the mean, within 3 s.e.
+    assert flows.one_flow_verdict(0.08, pairs) == "not reproduced"  # no closer than two seeds
+    assert flows.one_flow_verdict(0.07, pairs, k=2.0) == "reproduced"  # mean − 2 s.e. = 0.0718
+    with pytest.raises(ValueError, match="seed_pair_gaps must be one finite gap per independent pair"):
+        flows.one_flow_verdict(0.03, [0.08])
+
+
 def test_bw_euler_step_runs_eagerly_where_the_covariance_is_not_positive_definite():
     """The step's info (its KL estimate) must not validate the Gaussian: an eager step from a Σ that stopped being
     positive definite returns NaNs for `run` to report, instead of raising from inside the step."""

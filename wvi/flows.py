@@ -390,6 +390,25 @@ def coincidence_verdict(gaps, tol: float = COINCIDE_TOL) -> str:
     return verdict_of(np.median(gaps) <= tol, np.percentile(gaps, 95) <= tol)
 
 
+def one_flow_verdict(between_methods: float, seed_pair_gaps, k: float = 3.0) -> str:
+    """Do several discretisations of one flow, driven by the same noise, follow it? (Part II, "Rosenbrock", section
+    2.) The yardstick is the spread between seeds: `seed_pair_gaps` holds one gap per independent pair of seeds
+    (each the largest W2 along the path between the two seeds' runs, averaged over the methods, which share the
+    pair's noise), with mean g and standard error s over the n pairs. Against it, `between_methods` is the largest
+    W2 along the path between two methods run with the same seed, over every seed. "reproduced" when
+    between_methods < g − k·s (the methods are closer to each other than the seeds are, beyond the seeds' noise),
+    "not reproduced" when between_methods ≥ g (no closer than two seeds of one method), otherwise "not testable at
+    this scale" (too few pairs to tell)."""
+    gaps = np.asarray(seed_pair_gaps, float)
+    if gaps.ndim != 1 or gaps.size < 2 or not np.all(np.isfinite(gaps)):
+        raise ValueError(f"seed_pair_gaps must be one finite gap per independent pair of seeds, at least 2; got "
+                         f"{gaps.tolist() if gaps.size < 10 else gaps.shape}")
+    mean, se = gaps.mean(), gaps.std(ddof=1) / np.sqrt(gaps.size)
+    if between_methods < mean - k * se:
+        return "reproduced"
+    return "not reproduced" if between_methods >= mean else "not testable at this scale"
+
+
 def coincide(qs: G.AnyGaussian, reference: G.AnyGaussian, target: G.AnyGaussian, tol: float = COINCIDE_TOL) -> bool:
     """The book's rule for "two discretisations coincide": `relative_gap` ≤ `tol` at every iterate."""
     return bool(np.max(relative_gap(qs, reference, target)) <= tol)
