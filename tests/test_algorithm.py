@@ -73,6 +73,14 @@ def test_replicate_gives_independent_copies_from_one_start():
         replicate(counter(0.5), 0)
 
 
+def test_run_with_replicas_names_a_state_without_the_replica_axis():
+    """A state without the leading replica axis gets an error naming the argument, not vmap's size mismatch."""
+    with pytest.raises(ValueError, match=r"state must hold num_replicas = 4 replicas .* has shape \(3,\)"):
+        run(jax.random.key(0), counter(0.5), jnp.ones(3), 5, num_replicas=4)
+    with pytest.raises(ValueError, match=r"num_replicas = 2 replicas"):
+        run(jax.random.key(0), counter(0.5), jnp.ones((3, 3)), 5, num_replicas=2, replicas="sequential")
+
+
 def test_prepend():
     stacked = {"a": jnp.arange(6.0).reshape(3, 2)}
     out = prepend({"a": jnp.array([9.0, 9.0])}, stacked)

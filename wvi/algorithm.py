@@ -268,6 +268,12 @@ def run(key, algorithm: Algorithm, state, num_steps: int, trace_fn: Optional[Cal
             return _chunked(key, algorithm, state, num_steps, trace_fn, chunk, measure, bar, name, steps_before,
                             total_steps, loop)
         num_replicas = _check_count(num_replicas, "num_replicas")
+        for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+            if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != num_replicas:
+                raise ValueError(
+                    f"state must hold num_replicas = {num_replicas} replicas along a leading axis (from "
+                    f"replicate(algorithm, {num_replicas}).init(...) or jax.vmap(algorithm.init)); state"
+                    f"{jax.tree_util.keystr(path)} has shape {jnp.shape(leaf)}")
         if replicas == "vmap":
             return _chunked(key, replicate(algorithm, num_replicas), state, num_steps, trace_fn, chunk, measure, bar,
                             name, steps_before, total_steps, loop)
