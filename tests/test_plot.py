@@ -178,6 +178,12 @@ def test_diagram_draws_a_box_per_part_and_an_arrow_per_dependency():
     plot.diagram(ax, {"I": (0.2, 0.5, "Part I"), "II": (0.8, 0.5, "Part II")}, [("I", "II", "path estimator")])
     texts = [t.get_text() for t in ax.texts]
     assert texts == ["Part I", "Part II", "path estimator"] and len(ax.patches) == 3
+    # the arrow runs between the boxes' borders, not from centre to centre across their text (box width 0.26)
+    fig.canvas.draw()
+    arrow = ax.patches[2]
+    path = arrow.get_path()  # data coordinates; a closing vertex carries no position
+    ends = path.vertices[path.codes != path.CLOSEPOLY, 0]
+    assert ends.min() >= 0.2 + 0.13 and ends.max() <= 0.8 - 0.13, ends
     with pytest.raises(ValueError, match=r"not in boxes: \['III'\]"):
         plot.diagram(ax, {"I": (0.2, 0.5, "Part I")}, [("I", "III")])
     plt.close(fig)

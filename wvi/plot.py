@@ -127,14 +127,17 @@ def diagram(ax, boxes: dict, arrows: Sequence[tuple], box_width: float = 0.26, b
     unknown = sorted({n for a in arrows for n in a[:2]} - set(boxes))
     if unknown:
         raise ValueError(f"arrows name boxes that are not in boxes: {unknown}")
-    for x, y, text in boxes.values():
-        ax.add_patch(FancyBboxPatch((x - box_width / 2, y - box_height / 2), box_width, box_height,
-                                    boxstyle="round,pad=0.01", fc="white", ec="0.3", lw=1.0))
+    patches = {}
+    for name, (x, y, text) in boxes.items():
+        patches[name] = ax.add_patch(FancyBboxPatch((x - box_width / 2, y - box_height / 2), box_width, box_height,
+                                                    boxstyle="round,pad=0.01", fc="white", ec="0.3", lw=1.0))
         ax.text(x, y, text, ha="center", va="center", fontsize="small", wrap=True)
     for arrow in arrows:
         (x0, y0, _), (x1, y1, _) = boxes[arrow[0]], boxes[arrow[1]]
+        # from centre to centre, clipped at the two boxes' borders (patchA, patchB), so no arrow crosses a box's text
         ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=12, color="0.35",
-                                     shrinkA=30, shrinkB=30, lw=1.0))
+                                     patchA=patches[arrow[0]], patchB=patches[arrow[1]], shrinkA=2, shrinkB=2,
+                                     lw=1.0))
         if len(arrow) > 2:
             ax.text((x0 + x1) / 2, (y0 + y1) / 2, arrow[2], ha="center", va="center", fontsize="x-small",
                     color="0.25", bbox=dict(fc="white", ec="none", pad=0.5))
