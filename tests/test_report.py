@@ -48,6 +48,20 @@ def test_a_verdict_the_prose_does_not_state_or_a_failing_book_claim_is_inconsist
     assert not claims.consistent and "'fails'" in claims.problems()
 
 
+def test_a_withdrawn_book_claim_is_consistent_counted_and_says_why():
+    claims = demo_claims()
+    claims.withdrawn("t", "s", measured="0.2 in one of five runs", criterion="< 0.1", why="fails on five replicas")
+    assert claims.consistent
+    row = claims.rows[-1]
+    assert row.verdict == row.expected == "withdrawn" and row.criterion == "< 0.1 (withdrawn: fails on five replicas)"
+    entries = [report.Entry(r, "part2/x", "X") for r in claims.rows]
+    assert report.counts(entries)["book"]["withdrawn"] == 1
+    assert report.summary(entries).endswith("fail, 1 withdrawn after a later check failed.")
+    assert "withdrawn</span> 1" in report.summary_html(entries)
+    with pytest.raises(ValueError, match="why must say which check"):
+        claims.withdrawn("t", "s", measured="1", criterion="c", why="")
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(work="Rossi", item="Fig. 4"), "work must be one of"),
     (dict(work="Rossi et al.", item="Fig. 4", verdict="pass"), "verdict must be one of"),
@@ -76,7 +90,7 @@ def test_save_is_reproducible_and_loads_into_an_ordered_ledger(tmp_path):
     counts = report.counts(entries)
     assert counts["Rossi et al."]["reproduced"] == 1 and counts["Rossi et al."]["not reproduced"] == 1
     assert counts["Yi & Liu"]["not attempted"] == 1 and counts["Yi & Liu"]["not yet run"] == 1
-    assert counts["book"] == {"holds": 1, "fails": 0}
+    assert counts["book"] == {"holds": 1, "fails": 0, "withdrawn": 0}
     assert report.summary(entries).startswith("Of the 4 items of the eight works in the ledger: 1 reproduced, "
                                               "1 not reproduced, 1 not yet run, 1 not attempted.")
 

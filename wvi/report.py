@@ -7,7 +7,9 @@ Two kinds of row:
   "Prop. 3"), the statement paraphrased from the work, what the book measured, the criterion with the source of its
   tolerance, and a verdict from `WORK_VERDICTS`: reproduced, partly reproduced, not reproduced, not testable at this
   scale, not yet run, not attempted;
-* a **book claim** (something this book asserts beyond the works), whose verdict is *holds* or *fails*.
+* a **book claim** (something this book asserts beyond the works), whose verdict is *holds* or *fails*, or
+  *withdrawn*: a claim the book made and no longer makes because a later check of it failed (`Claims.withdrawn`),
+  kept in the ledger with what was measured, so that a correction stays visible.
 
 A chapter's check cell writes its rows and states, for each work's claim, the verdict its prose gives
 (`expected`). The cell's final ``assert claims.consistent, claims.problems()`` fails when the code is wrong — a
@@ -58,10 +60,10 @@ _COUNT_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 
 BOOK = "book"
 WORK_VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "not testable at this scale", "not yet run",
                  "not attempted")
-BOOK_VERDICTS = ("holds", "fails")
+BOOK_VERDICTS = ("holds", "fails", "withdrawn")
 VERDICT_COLOURS = {"reproduced": "#1a7f37", "partly reproduced": "#9a6700", "not reproduced": "#cf222e",
                    "not testable at this scale": "#6e7781", "not yet run": "#6e7781", "not attempted": "#6e7781",
-                   "holds": "#1a7f37", "fails": "#cf222e"}
+                   "holds": "#1a7f37", "fails": "#cf222e", "withdrawn": "#6e7781"}
 
 
 class Row(NamedTuple):
@@ -138,6 +140,15 @@ class Claims:
         verdict = "holds" if bool(holds) else "fails"
         self._add(Row(BOOK, topic, statement, str(measured), criterion, verdict, "holds", section))
         return bool(holds)
+
+    def withdrawn(self, topic: str, statement: str, *, measured, criterion: str, why: str, section: str = "") -> None:
+        """Record one of the book's own claims that an earlier version made and this one withdraws, because a
+        later check of it failed (`why`: which check, e.g. "fails on five replicas; it rested on one run"). The row
+        keeps the statement, the criterion and what was measured, with the verdict "withdrawn"."""
+        if not why:
+            raise ValueError("why must say which check the withdrawn claim failed")
+        self._add(Row(BOOK, topic, statement, str(measured), f"{criterion} (withdrawn: {why})", "withdrawn",
+                      "withdrawn", section))
 
     @property
     def consistent(self) -> bool:
@@ -283,8 +294,9 @@ def summary(entries: list[Entry]) -> str:
     parts = [f"{verdicts.count(v)} {v}" for v in WORK_VERDICTS if verdicts.count(v)]
     book = counts(entries)[BOOK]
     works = _COUNT_WORDS.get(len(WORKS), str(len(WORKS)))
+    withdrawn = f", {book['withdrawn']} withdrawn after a later check failed" if book["withdrawn"] else ""
     return (f"Of the {len(verdicts)} items of the {works} works in the ledger: " + ", ".join(parts) +
-            f". The book's own claims: {book['holds']} hold, {book['fails']} fail.")
+            f". The book's own claims: {book['holds']} hold, {book['fails']} fail{withdrawn}.")
 
 
 def anchor(heading: str) -> str:
@@ -317,7 +329,8 @@ def summary_html(entries: list[Entry]) -> str:
                     f"<td>{sum(table[work].values())}</td></tr>")
     book = table[BOOK]
     body.append(f"<tr><td>the book's own claims</td><td></td><td colspan='{len(WORK_VERDICTS)}'>"
-                f"{_verdict_html('holds')} {book['holds']} · {_verdict_html('fails')} {book['fails']}</td>"
+                f"{_verdict_html('holds')} {book['holds']} · {_verdict_html('fails')} {book['fails']} · "
+                f"{_verdict_html('withdrawn')} {book['withdrawn']}</td>"
                 f"<td>{sum(book.values())}</td></tr>")
     return (f"<table class='ledger-summary' style='{_TABLE_STYLE}'><thead><tr><th>work</th><th>items</th>"
             f"{head}<th>rows</th></tr></thead><tbody>{''.join(body)}</tbody></table>")
