@@ -54,30 +54,23 @@ def test_rosenbrock_flipped_h_breaks_the_mixture_fits(monkeypatch):
 
 
 def _rosenbrock_gaussian_verdict(euler_step=1e-3, num_seeds=12, num_steps=501):
-    """The chapter's "§5 Rosenbrock, Gaussian" rule (`flows.one_flow_verdict`) on a short version of its runs:
-    BBVI-rep, BBVI-path (SGD, step 1e-3) and Euler-ODE (step `euler_step`) from q0 = N((3, -2), I), 100 draws a
-    step, for the first `num_steps` iterations (where the chapter's largest gaps are), `num_seeds` replicas of each,
-    replica r of every method driven by the same noise; the seeds in disjoint pairs."""
+    """The chapter's "§5 Rosenbrock, Gaussian" rule (`flows.one_flow_gaps`, `flows.one_flow_verdict`) on a short
+    version of its runs: BBVI-rep, BBVI-path (SGD, step 1e-3) and Euler-ODE (step `euler_step`) from
+    q0 = N((3, -2), I), 100 draws a step, for the first `num_steps` iterations (where the chapter's largest gaps
+    are), `num_seeds` replicas of each, replica r of every method driven by the same noise."""
     q0 = G.Gaussian(jnp.array([3.0, -2.0]), jnp.eye(2))
-    paths = []
-    for algorithm, trace in (
-        (bbvi.bbvi(rosenbrock, optax.sgd(1e-3), 100, "rep"), lambda s, i: (s.q.mean, jax.vmap(G.covariance)(s.q))),
-        (bbvi.bbvi(rosenbrock, optax.sgd(1e-3), 100, "path"), lambda s, i: (s.q.mean, jax.vmap(G.covariance)(s.q))),
-        (flows.bw_euler(rosenbrock, euler_step, 100), lambda s, i: (s.mean, s.cov)),
+    paths = {}
+    for method, algorithm, trace in (
+        ("BBVI-rep", bbvi.bbvi(rosenbrock, optax.sgd(1e-3), 100, "rep"),
+         lambda s, i: (s.q.mean, jax.vmap(G.covariance)(s.q))),
+        ("BBVI-path", bbvi.bbvi(rosenbrock, optax.sgd(1e-3), 100, "path"),
+         lambda s, i: (s.q.mean, jax.vmap(G.covariance)(s.q))),
+        ("Euler-ODE", flows.bw_euler(rosenbrock, euler_step, 100), lambda s, i: (s.mean, s.cov)),
     ):
-        _, path = run(jax.random.PRNGKey(0), algorithm, replicate(algorithm, num_seeds).init(q0), num_steps,
-                      trace_fn=trace, num_replicas=num_seeds)
-        paths.append(path)
-    w2 = jax.jit(jax.vmap(lambda m1, c1, m2, c2: G.w2(G.Gaussian(m1, jnp.linalg.cholesky(c1)),
-                                                      G.Gaussian(m2, jnp.linalg.cholesky(c2)))))
-
-    def gap(a, r, b, t):
-        return float(jnp.max(w2(a[0][:, r], a[1][:, r], b[0][:, t], b[1][:, t])))
-
-    between_methods = max(gap(a, s, b, s) for i, a in enumerate(paths) for b in paths[i + 1:]
-                          for s in range(num_seeds))
-    seed_pairs = [np.mean([gap(p, s, p, s + 1) for p in paths]) for s in range(0, num_seeds - 1, 2)]
-    return flows.one_flow_verdict(between_methods, seed_pairs)
+        _, (means, covs) = run(jax.random.PRNGKey(0), algorithm, replicate(algorithm, num_seeds).init(q0), num_steps,
+                               trace_fn=trace, num_replicas=num_seeds)
+        paths.update({(method, r): (means[:, r], covs[:, r]) for r in range(num_seeds)})
+    return flows.one_flow_verdict(*flows.one_flow_gaps(paths, range(num_seeds)))
 
 
 def test_rosenbrock_euler_at_the_wrong_step_breaks_one_flow():

@@ -225,6 +225,22 @@ def test_one_flow_verdict_compares_the_methods_gap_with_the_seeds_mean_less_k_st
         flows.one_flow_verdict(0.03, [0.08])
 
 
+def test_one_flow_gaps_takes_the_largest_gap_between_methods_and_one_gap_per_pair_of_seeds():
+    """Two methods, four seeds, constant trajectories of 1D Gaussians N(m, 1): W2 is |Δm|."""
+    def path(m):
+        return jnp.full((3, 1), m), jnp.ones((3, 1, 1))
+    offsets = {0: 0.0, 1: 1.0, 2: 0.0, 3: 3.0}  # the seeds' means; method "b" sits 0.1 (seed 3: 0.2) above "a"
+    paths = {("a", s): path(o) for s, o in offsets.items()}
+    paths.update({("b", s): path(o + (0.2 if s == 3 else 0.1)) for s, o in offsets.items()})
+    between, pairs = flows.one_flow_gaps(paths, range(4))
+    assert between == pytest.approx(0.2)
+    np.testing.assert_allclose(pairs, [1.0, 3.05])  # pair (0, 1): 1 and 1; pair (2, 3): 3 and 3.1
+    with pytest.raises(ValueError, match="an even number of seeds, at least 4"):
+        flows.one_flow_gaps(paths, range(3))
+    with pytest.raises(ValueError, match="missing"):
+        flows.one_flow_gaps(paths, range(6))
+
+
 def test_bw_euler_step_runs_eagerly_where_the_covariance_is_not_positive_definite():
     """The step's info (its KL estimate) must not validate the Gaussian: an eager step from a Σ that stopped being
     positive definite returns NaNs for `run` to report, instead of raising from inside the step."""

@@ -390,6 +390,41 @@ def coincidence_verdict(gaps, tol: float = COINCIDE_TOL) -> str:
     return verdict_of(np.median(gaps) <= tol, np.percentile(gaps, 95) <= tol)
 
 
+@jax.jit
+def _w2_along(means_a, covs_a, means_b, covs_b) -> jax.Array:
+    return jax.vmap(lambda m1, c1, m2, c2: G.w2(G.Gaussian(m1, jnp.linalg.cholesky(c1)),
+                                                G.Gaussian(m2, jnp.linalg.cholesky(c2))))(means_a, covs_a, means_b,
+                                                                                         covs_b)
+
+
+def one_flow_gaps(paths: dict, seeds) -> tuple:
+    """The two gaps `one_flow_verdict` compares, from Gaussian trajectories `paths[(method, seed)] = (means (T, d),
+    covariances (T, d, d))`, every method run from the same start with every seed in `seeds` (an even number of
+    seeds, and with the same seed every method draws the same noise).
+
+    Returns:
+      (between_methods, seed_pair_gaps): the largest W2 at equal times between two methods run with the same seed,
+      over every seed; and for each disjoint pair of consecutive seeds (seeds[0], seeds[1]), (seeds[2], seeds[3]),
+      ..., the largest W2 at equal times between the pair's two runs of a method, averaged over the methods (which
+      share the pair's noise, so their gaps are nearly one number; the pairs are independent)."""
+    seeds = list(seeds)
+    methods = sorted({m for m, _ in paths})
+    if len(seeds) < 4 or len(seeds) % 2:
+        raise ValueError(f"seeds must be an even number of seeds, at least 4 (two pairs); got {seeds}")
+    missing = [(m, s) for m in methods for s in seeds if (m, s) not in paths]
+    if len(methods) < 2 or missing:
+        raise ValueError(f"paths must hold every method (at least 2) for every seed; missing {missing[:3]}")
+
+    def gap(a, b):
+        return float(jnp.max(_w2_along(*a, *b)))
+
+    between_methods = max(gap(paths[a, s], paths[b, s]) for i, a in enumerate(methods) for b in methods[i + 1:]
+                          for s in seeds)
+    pair_gaps = np.array([np.mean([gap(paths[m, s], paths[m, t]) for m in methods])
+                          for s, t in zip(seeds[::2], seeds[1::2])])
+    return between_methods, pair_gaps
+
+
 def one_flow_verdict(between_methods: float, seed_pair_gaps, k: float = 3.0) -> str:
     """Do several discretisations of one flow, driven by the same noise, follow it? (Part II, "Rosenbrock", section
     2.) The yardstick is the spread between seeds: `seed_pair_gaps` holds one gap per independent pair of seeds
