@@ -131,33 +131,40 @@ def test_dropping_the_loss_gradient_flips_the_free_energy_verdict():
     assert _free_energy_verdict(drop_loss_gradient=True) == "partly reproduced"
 
 
-def _start_distances(method: str, num_replicas: int = 3) -> np.ndarray:
+def _start_distances(method: str, monkeypatch=None, num_replicas: int = 3) -> np.ndarray:
     """W2 between the final particles of one method from the chapter's two starts, A = N(0, 1) and
     B = N(1.5, 0.5²), in each of `num_replicas` replicas (own initial draws and noise): 300 particles on the double
-    well (λ2 = 1), step 5e-3 for 2000 steps (the chapter's flow time T = 10, at five times its step), float32."""
+    well (λ2 = 1), step 5e-3 for 2000 steps (the chapter's flow time T = 10, at five times its step), float32. With
+    `monkeypatch`, the Langevin noise is dropped (jax.random.normal returns zeros while the ensemble runs)."""
     with jax.enable_x64(False):
+        starts = [loc + scale * jax.random.normal(jax.random.key(20 + k), (num_replicas, 300, 1))
+                  for k, (loc, scale) in enumerate(((0.0, 1.0), (1.5, 0.5)))]
+        if monkeypatch is not None:
+            monkeypatch.setattr(jax.random, "normal", lambda key, shape=(), dtype=float: jnp.zeros(shape, dtype))
         kwargs = {"lam2": 1.0} if method == "dle" else {}
         algorithm = ensembles.ensemble(lambda t: double_well(t[0]), method, 5e-3, **kwargs)
         finals = []
-        for k, (loc, scale) in enumerate(((0.0, 1.0), (1.5, 0.5))):
-            start = loc + scale * jax.random.normal(jax.random.key(20 + k), (num_replicas, 300, 1))
-            state = jax.vmap(algorithm.init)(start)
-            final, _ = run(jax.random.key(30 + k), algorithm, state, 2000, trace_fn=lambda s, info: info.loss,
-                           num_replicas=num_replicas)
+        for k, start in enumerate(starts):
+            final, _ = run(jax.random.key(30 + k), algorithm, jax.vmap(algorithm.init)(start), 2000,
+                           trace_fn=lambda s, info: info.loss, num_replicas=num_replicas)
             finals.append(np.asarray(final.particles[..., 0]))
+        if monkeypatch is not None:
+            monkeypatch.undo()
     return np.array([ensembles.sliced_w2(None, a, b) for a, b in zip(*finals)])
 
 
-def test_wiring_dle_to_de_flips_the_independence_of_initialisation_verdict():
-    """Defect: DLE's update wired to DE's (the ensemble built with method="de": no noise, no prior drift). Verdict of
-    "Independence of initialisation" (DLE, double well), the chapter's rule: W2(start A, start B) at most the Monte
-    Carlo floor (99th percentile of W2 between two sets of 300 exact draws from DLE's Q*, 200 pairs) in every
-    replica, `verdict_of` over the replicas. "reproduced" without the defect; "not reproduced" with it (DE keeps its
-    start: the sets differ by about 3·sqrt(share left of the barrier), many floors)."""
+@pytest.mark.parametrize("defect", ["DLE wired to DE's update", "DLE's noise dropped"])
+def test_a_broken_dle_flips_the_independence_of_initialisation_verdict(monkeypatch, defect):
+    """Defects: DLE's update wired to DE's (the ensemble built with method="de": no noise, no prior drift), or DLE
+    with its Langevin noise dropped (the prior drift kept). Verdict of "Independence of initialisation" (DLE, double
+    well), the chapter's rule: W2(start A, start B) at most the Monte Carlo floor (99th percentile of W2 between two
+    sets of 300 exact draws from DLE's Q*, 200 pairs) in every replica, `verdict_of` over the replicas.
+    "reproduced" without the defect; "not reproduced" with either (without noise the particles slide to the
+    minimum nearest their start and keep it, as DE's do)."""
     q_dle = ensembles.gibbs_density(double_well(GRID), GRID, 1.0)
-    draws = [ensembles.sample_density(k, GRID, q_dle, 300) for k in jax.random.split(jax.random.key(7), 400)]
-    floor = np.quantile([ensembles.sliced_w2(None, a, b) for a, b in zip(draws[::2], draws[1::2])], 0.99)
+    floor = np.quantile(ensembles.two_sample_w2(jax.random.key(7), GRID, q_dle, 300), 0.99)
     from wvi.report import verdict_of
 
     assert verdict_of(*(_start_distances("dle") <= floor)) == "reproduced"
-    assert verdict_of(*(_start_distances("de") <= floor)) == "not reproduced"
+    broken = _start_distances("de") if defect == "DLE wired to DE's update" else _start_distances("dle", monkeypatch)
+    assert verdict_of(*(broken <= floor)) == "not reproduced", broken

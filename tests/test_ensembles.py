@@ -119,6 +119,18 @@ def test_free_energy_minimiser_satisfies_the_stationarity_condition():
     assert np.ptp(potential[mass]) < 1e-6
 
 
+def test_two_sample_w2_shrinks_like_one_over_root_n():
+    """The W2 between two sets of n exact draws from N(0, 1): its mean falls as n grows, about like 1/√n up to a
+    log factor in 1D, and the same key gives the same pairs."""
+    grid = np.linspace(-8, 8, 4001)
+    density = np.exp(-grid**2 / 2) / np.sqrt(2 * np.pi)
+    small = E.two_sample_w2(jax.random.key(3), grid, density, 100, num_pairs=50)
+    large = E.two_sample_w2(jax.random.key(3), grid, density, 1600, num_pairs=50)
+    assert small.shape == large.shape == (50,) and np.all(small > 0)
+    assert 2.5 < small.mean() / large.mean() < 6.0  # √16 = 4
+    np.testing.assert_array_equal(small, E.two_sample_w2(jax.random.key(3), grid, density, 100, num_pairs=50))
+
+
 def test_distances_between_particle_sets():
     key = jax.random.key(14)
     x = np.asarray(jax.random.normal(key, (500, 3)))

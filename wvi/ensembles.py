@@ -346,6 +346,14 @@ def sample_density(key, grid, density, num: int) -> np.ndarray:
     return np.interp(u, _cdf(grid, density), grid)
 
 
+def two_sample_w2(key, grid, density, num: int, num_pairs: int = 200) -> np.ndarray:
+    """W2 between two independent sets of `num` exact draws from a 1D density on a grid (`sample_density`), for
+    `num_pairs` pairs of sets drawn from `key`: the Monte Carlo floor of comparing two particle sets of that size
+    (Part IV's toys take its 99th percentile as the bar for "the same law")."""
+    draws = [sample_density(k, grid, density, num) for k in jax.random.split(key, 2 * num_pairs)]
+    return np.array([sliced_w2(None, a, b) for a, b in zip(draws[::2], draws[1::2])])
+
+
 def sliced_w2(key, x, y, num_projections: int = 256) -> float:
     """Sliced W2 between two equally sized particle sets x, y of shape (N, D) (or (N,) in 1D, where it is exact W2):
     sqrt of the mean over random unit directions (drawn from `key`; unused, and may be None, in 1D) of the 1D W2²
