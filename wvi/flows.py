@@ -400,13 +400,11 @@ def _w2_along(means_a, covs_a, means_b, covs_b) -> jax.Array:
 def one_flow_gaps(paths: dict, seeds) -> tuple:
     """The two gaps `one_flow_verdict` compares, from Gaussian trajectories `paths[(method, seed)] = (means (T, d),
     covariances (T, d, d))`, every method run from the same start with every seed in `seeds` (an even number of
-    seeds, and with the same seed every method draws the same noise).
-
-    Returns:
-      (between_methods, seed_pair_gaps): the largest W2 at equal times between two methods run with the same seed,
-      over every seed; and for each disjoint pair of consecutive seeds (seeds[0], seeds[1]), (seeds[2], seeds[3]),
-      ..., the largest W2 at equal times between the pair's two runs of a method, averaged over the methods (which
-      share the pair's noise, so their gaps are nearly one number; the pairs are independent)."""
+    seeds, and with the same seed every method draws the same noise). Returns the pair (between_methods,
+    seed_pair_gaps): the largest W2 at equal times between two methods run with the same seed, over every seed; and
+    for each disjoint pair of consecutive seeds (seeds[0], seeds[1]), (seeds[2], seeds[3]), ..., the largest W2 at
+    equal times between the pair's two runs of a method, averaged over the methods (which share the pair's noise,
+    so their gaps are nearly one number; the pairs are independent)."""
     seeds = list(seeds)
     methods = sorted({m for m, _ in paths})
     if len(seeds) < 4 or len(seeds) % 2:
