@@ -76,7 +76,7 @@ def _rosenbrock_gaussian_verdict(euler_step=1e-3, num_seeds=12, num_steps=501):
 def test_rosenbrock_euler_at_the_wrong_step_breaks_one_flow():
     """Defect: the Euler-ODE scheme wired to a step 1.5 times BBVI's (its flow time runs ahead of the others').
     Verdict of "Yi & Liu §5 Rosenbrock, Gaussian": "reproduced" without the defect (largest gap between methods
-    0.033 against the seeds' 0.115 ± 0.01), "not reproduced" with it (0.31)."""
+    0.033 against the seeds' mean 0.115), "not reproduced" with it (0.31 against 0.126)."""
     assert _rosenbrock_gaussian_verdict() == "reproduced"
     assert _rosenbrock_gaussian_verdict(euler_step=1.5e-3) == "not reproduced"
 
