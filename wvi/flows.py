@@ -391,7 +391,9 @@ def coincidence_verdict(gaps, tol: float = COINCIDE_TOL) -> str:
 
 
 @jax.jit
-def _w2_along(means_a, covs_a, means_b, covs_b) -> jax.Array:
+def w2_along(means_a, covs_a, means_b, covs_b) -> jax.Array:
+    """W2 at equal times between two Gaussian trajectories, given as means (T, d) and covariances (T, d, d): one
+    value per time (`gaussian.w2` of each pair of iterates)."""
     return jax.vmap(lambda m1, c1, m2, c2: G.w2(G.Gaussian(m1, jnp.linalg.cholesky(c1)),
                                                 G.Gaussian(m2, jnp.linalg.cholesky(c2))))(means_a, covs_a, means_b,
                                                                                          covs_b)
@@ -414,7 +416,7 @@ def one_flow_gaps(paths: dict, seeds) -> tuple:
         raise ValueError(f"paths must hold every method (at least 2) for every seed; missing {missing[:3]}")
 
     def gap(a, b):
-        return float(jnp.max(_w2_along(*a, *b)))
+        return float(jnp.max(w2_along(*a, *b)))
 
     between_methods = max(gap(paths[a, s], paths[b, s]) for i, a in enumerate(methods) for b in methods[i + 1:]
                           for s in seeds)
