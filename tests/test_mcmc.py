@@ -79,3 +79,41 @@ def test_floor_tolerance_and_competitive_accuracy():
         mcmc.accuracy_standard_error(0.9, 0)
     with pytest.raises(ValueError, match="accuracy must lie in"):
         mcmc.accuracy_standard_error(1.2, 10)
+
+
+def test_mcnemar_counts_discordant_points_and_tests_exactly():
+    reference = np.array([True] * 8 + [False] * 2)
+    # the fit loses points 0-2 and gains point 8: b = 3, c = 1, p = P(Bin(4, ½) ≥ 3) = 5/16
+    correct = reference.copy()
+    correct[:3] = False
+    correct[8] = True
+    result = mcmc.mcnemar(correct, reference)
+    assert (result.lost, result.gained) == (3, 1)
+    assert result.p_value == pytest.approx(5 / 16)
+    # only discordant points count: adding agreeing points changes nothing
+    padded = mcmc.mcnemar(np.r_[correct, [True] * 50, [False] * 20], np.r_[reference, [True] * 50, [False] * 20])
+    assert padded == result
+    # four lost and none gained: p = 1/16, above 0.05 one-sided; six lost and none gained: 1/64
+    assert mcmc.mcnemar(np.zeros(4, bool), np.ones(4, bool)).p_value == pytest.approx(1 / 16)
+    assert mcmc.mcnemar(np.zeros(6, bool), np.ones(6, bool)).p_value == pytest.approx(1 / 64)
+    # a better classifier is not worse: p near 1; no discordant point: p = 1
+    assert mcmc.mcnemar(reference, correct).p_value == pytest.approx(15 / 16)
+    assert mcmc.mcnemar(reference, reference) == mcmc.McNemar(0, 0, 1.0)
+    with pytest.raises(ValueError, match="correct must be a 1-D boolean array"):
+        mcmc.mcnemar(correct.astype(int), reference)
+    with pytest.raises(ValueError, match="must cover the same test points"):
+        mcmc.mcnemar(correct[:5], reference)
+
+
+def test_mcnemar_p_value_is_uniform_enough_under_equal_error_rates():
+    # two classifiers with the same error rate, independent errors: P(p < 0.05) ≤ 0.05 (the exact test is
+    # conservative); 2,000 simulated test sets, so 0.05 + 3 s.e. = 0.065 bounds the observed rate
+    rng = np.random.default_rng(0)
+    rejections = 0
+    for _ in range(2_000):
+        a, b = rng.random(100) < 0.8, rng.random(100) < 0.8
+        rejections += mcmc.mcnemar(a, b).p_value < 0.05
+    assert rejections / 2_000 <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 2_000)
+    # and a classifier that errs twice as often is caught most of the time at n = 300
+    caught = sum(mcmc.mcnemar(rng.random(300) < 0.8, rng.random(300) < 0.9).p_value < 0.05 for _ in range(200))
+    assert caught / 200 > 0.8

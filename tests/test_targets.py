@@ -114,3 +114,20 @@ def test_logistic_predictive_metrics():
     assert lpd_two >= mean_loglik
     with pytest.raises(ValueError, match="draws must have 3 coordinates"):
         targets.logistic_predictive(np.ones((2, 4)), x, y)
+
+
+def test_logistic_pointwise_terms_average_to_the_predictive_metrics():
+    x, y = _logistic_data()
+    draws = np.stack([np.array([1.0, -2.0, 0.5]), np.array([0.3, 0.1, -1.0])])
+    points = targets.logistic_pointwise(draws, x, y)
+    metrics = targets.logistic_predictive(draws, x, y)
+    assert points["correct"].shape == points["lpd"].shape == (len(y),)
+    assert points["correct"].dtype == bool
+    assert float(np.mean(points["correct"])) == pytest.approx(float(metrics["accuracy"]))
+    assert float(np.mean(points["lpd"])) == pytest.approx(float(metrics["lpd"]), rel=1e-12)
+    # one point by hand: log mean_s sigmoid(±xᵀw_s)
+    p1 = np.mean(1 / (1 + np.exp(-(draws @ x[0]))))
+    assert float(points["lpd"][0]) == pytest.approx(np.log(p1 if y[0] == 1 else 1 - p1), rel=1e-6)
+    assert bool(points["correct"][0]) == ((p1 > 0.5) == (y[0] == 1))
+    with pytest.raises(ValueError, match="draws must have 3 coordinates"):
+        targets.logistic_pointwise(np.ones((2, 4)), x, y)

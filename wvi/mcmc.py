@@ -7,7 +7,8 @@ with those of a reference sample: the mean error in posterior standard deviation
 standard-deviation ratios s_j / σ_j, and W2 between the two Gaussian moment matches (`wvi.gaussian.w2`); the same
 distance between two independent NUTS runs is the floor below which the gold standard cannot tell fits apart
 (`floor_tolerance`). `competitive_accuracy` is the rule of the chapter's verdict on Yi & Liu's §5 claim (a fit's
-test accuracy against the NUTS predictive's, within binomial standard errors).
+test accuracy against the NUTS predictive's, within binomial standard errors); `mcnemar` compares the two point by
+point on the same test set (the exact McNemar test).
 Part III, "Bayesian logistic regression".
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.stats
 
 from wvi import gaussian as G
 from wvi._checks import check_finite, check_ndim
@@ -141,3 +143,43 @@ def competitive_accuracy(accuracy: float, reference_accuracy: float, num_test: i
     §5 claim is `wvi.report.verdict_of` over the fits of this test: all → reproduced, none → not reproduced."""
     tolerance = num_se * accuracy_standard_error(reference_accuracy, num_test)
     return bool(accuracy >= reference_accuracy - tolerance - 1e-12)
+
+
+class McNemar(NamedTuple):
+    """The discordant test points of a classifier against a reference on the same points, and the exact McNemar
+    test of "the classifier errs more often" (`mcnemar`)."""
+
+    lost: int  # points the reference classifies correctly and the classifier does not
+    gained: int  # points the classifier classifies correctly and the reference does not
+    p_value: float  # one-sided: P(Bin(lost + gained, ½) ≥ lost); 1 when no point is discordant
+
+
+def mcnemar(correct, reference_correct) -> McNemar:
+    """The exact McNemar test (McNemar, 1947; Dietterich, 1998) of whether a classifier is worse than a reference
+    evaluated on the same n test points. Only the discordant points carry information: if both had the same error
+    rate, each of the b + c points on which exactly one of them is right would be lost (b) rather than gained (c)
+    with probability ½, so b ~ Bin(b + c, ½); the one-sided p-value is P(Bin(b + c, ½) ≥ b) (scipy's
+    `binomtest`). A pairwise test: the accuracies' own binomial errors (`accuracy_standard_error`) do not enter.
+    Part III, "Bayesian logistic regression", section 5.
+
+    Args:
+        correct: (n,) booleans, whether the classifier gets each test point right (`targets.logistic_pointwise`).
+        reference_correct: (n,) booleans, the same for the reference on the same points.
+
+    Returns:
+        `McNemar(lost, gained, p_value)`.
+    """
+    correct, reference_correct = np.asarray(correct), np.asarray(reference_correct)
+    for name, value in (("correct", correct), ("reference_correct", reference_correct)):
+        if value.ndim != 1 or value.dtype != bool:
+            raise ValueError(f"{name} must be a 1-D boolean array (one entry per test point); got dtype "
+                             f"{value.dtype} and shape {value.shape}")
+    if correct.shape != reference_correct.shape:
+        raise ValueError(f"correct and reference_correct must cover the same test points; got shapes "
+                         f"{correct.shape} and {reference_correct.shape}")
+    lost = int(np.sum(reference_correct & ~correct))
+    gained = int(np.sum(correct & ~reference_correct))
+    if lost + gained == 0:
+        return McNemar(0, 0, 1.0)
+    p_value = scipy.stats.binomtest(lost, lost + gained, 0.5, alternative="greater").pvalue
+    return McNemar(lost, gained, float(p_value))

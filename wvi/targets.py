@@ -175,10 +175,12 @@ def logistic_minibatch_log_joint(key, w, x, y, prior_std, batch_size: int):
     return logistic_log_joint(w, x[batch], y[batch], prior_std, num_data / batch_size)
 
 
-def logistic_predictive(draws, x, y) -> dict[str, jax.Array]:
-    """Test metrics of a posterior (or an approximation) given by weight draws (S, D) on points x (N, D), y (N,):
-    "accuracy" of the posterior predictive p(y = 1 | x) = mean_s sigmoid(x ᵀw_s) thresholded at ½, and "lpd", the
-    mean over points of the log predictive density log mean_s p(y_n | x_n, w_s) (a logsumexp over draws)."""
+def logistic_pointwise(draws, x, y) -> dict[str, jax.Array]:
+    """The test metrics of a posterior (or an approximation) given by weight draws (S, D), point by point, on x
+    (N, D), y (N,): "correct", whether the posterior predictive p(y = 1 | x_n) = mean_s sigmoid(x_nᵀw_s) thresholded
+    at ½ gives y_n, and "lpd", the log predictive density log mean_s p(y_n | x_n, w_s) (a logsumexp over draws);
+    each of shape (N,). Two predictives on the same points are compared pair by pair (`wvi.mcmc.mcnemar` on
+    "correct", a paired standard error on "lpd"). Part III, "Bayesian logistic regression"."""
     check_ndim(draws, 2, "draws", "weight draws of shape (S, D)")
     check_logistic_data(x, y, 1.0)
     if np.shape(draws)[1] != np.shape(x)[1]:
@@ -188,4 +190,13 @@ def logistic_predictive(draws, x, y) -> dict[str, jax.Array]:
     log_lik = jnp.where(y == 1, jax.nn.log_sigmoid(logits), jax.nn.log_sigmoid(-logits))
     lpd = jax.scipy.special.logsumexp(log_lik, axis=0) - jnp.log(logits.shape[0])
     p1 = jnp.mean(jax.nn.sigmoid(logits), axis=0)
-    return {"accuracy": jnp.mean((p1 > 0.5) == (y == 1)), "lpd": jnp.mean(lpd)}
+    return {"correct": (p1 > 0.5) == (y == 1), "lpd": lpd}
+
+
+def logistic_predictive(draws, x, y) -> dict[str, jax.Array]:
+    """Test metrics of a posterior (or an approximation) given by weight draws (S, D) on points x (N, D), y (N,):
+    "accuracy" of the posterior predictive p(y = 1 | x) = mean_s sigmoid(x ᵀw_s) thresholded at ½, and "lpd", the
+    mean over points of the log predictive density log mean_s p(y_n | x_n, w_s): the means over points of
+    `logistic_pointwise`."""
+    points = logistic_pointwise(draws, x, y)
+    return {"accuracy": jnp.mean(points["correct"]), "lpd": jnp.mean(points["lpd"])}
