@@ -184,6 +184,8 @@ def test_verdict_rules_of_part5():
     assert barrier.zero_barrier_verdict([1.0, 1.2, 0.9], [0.26, 0.1, 0.2]) == "partly reproduced"
     with pytest.raises(ValueError, match="at least 3 pairs"):
         barrier.zero_barrier_verdict([1.0, 1.0], [0.0, 0.0])
+    # the rule in words, which the ledger rows quote, states the thresholds the verdict uses
+    assert barrier.ZERO_BARRIER_RULE == "naive > 0.5 nats/point and aligned < 0.25 × naive"
     # trend_verdict: the change of the means counts only beyond k standard errors of the difference
     low, high = [1.2, 1.3, 1.4], [1.7, 1.8, 1.9]  # s = 0.1 each: s.e. of the difference 0.1·√(2/3) ≈ 0.082
     assert barrier.trend_verdict(low, high) == "not reproduced"

@@ -344,6 +344,10 @@ def alignment_verdict(naive, aligned, fraction: float, min_naive: float = 0.0, m
 
 ZERO_BARRIER_FRACTION = 0.25  # an aligned barrier "gone": below a quarter of the naive one
 ZERO_BARRIER_MIN_NAIVE = 0.5  # a naive barrier "clear": above half a nat per data point
+ZERO_BARRIER_RULE = (f"naive > {ZERO_BARRIER_MIN_NAIVE:g} nats/point and aligned < {ZERO_BARRIER_FRACTION:g} × "
+                     "naive")
+"""`zero_barrier_verdict`'s rule on one pair, in words, from its two thresholds: the criterion the chapters' and
+`experiments.results`' ledger rows quote."""
 
 
 def zero_barrier_verdict(naive, aligned, min_pairs: int = 3) -> str:

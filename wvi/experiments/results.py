@@ -216,8 +216,9 @@ def figure_check(number: int, pairs: list) -> tuple[str, Optional[str]]:
     (k = 3 standard errors, `wvi.barrier`)::
 
       4: `zero_barrier_verdict` over every pair of every run, train and test: each pair's
-         naive barrier above 0.5 nats/point and its aligned one below a quarter of it →
-         "reproduced", none → "not reproduced", some → "partly reproduced";
+         naive barrier above 0.5 nats/point and its aligned one below a quarter of it
+         (`ZERO_BARRIER_RULE`) → "reproduced", none → "not reproduced", some → "partly
+         reproduced";
       5: for each model, `trend_verdict` (falls) of the aligned barrier from the narrowest
          to the widest run; for the MLP the naive barrier's too;
       7: for each model, two parts: `trend_verdict` (falls) of the naive barrier from the
