@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test unit notebooks build-check chapters env clean rot
+.PHONY: book test lint unit notebooks build-check chapters env clean rot
 
 env: $(STAMP)
 
@@ -21,9 +21,13 @@ $(STAMP): requirements.txt pyproject.toml
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
 
-# Unit tests, then every chapter re-executed under nbval against its committed outputs, then the book build and a
-# check of its HTML for rendering defects (tools/check_html.py).
-test: unit notebooks build-check
+# A lint (ruff: pyflakes' checks and syntax errors, pyproject.toml's [tool.ruff]), the unit tests, then every chapter
+# re-executed under nbval against its committed outputs, then the book build and a check of its HTML for rendering
+# defects (tools/check_html.py).
+test: lint unit notebooks build-check
+
+lint: $(STAMP)
+	$(BIN)/ruff check --output-format concise .
 
 # The unit tests run in JOBS worker processes (pytest-xdist; a worker that runs out of tests takes some of the
 # other's); JOBS=0 runs them in one process. The chapters also run on JOBS workers, each chapter whole on one
