@@ -105,7 +105,7 @@ def test_mcnemar_counts_discordant_points_and_tests_exactly():
         mcmc.mcnemar(correct[:5], reference)
 
 
-def test_mcnemar_p_value_is_uniform_enough_under_equal_error_rates():
+def test_mcnemar_rejects_at_most_its_level_under_equal_error_rates():
     # two classifiers with the same error rate, independent errors: P(p < 0.05) ≤ 0.05 (the exact test is
     # conservative); 2,000 simulated test sets, so 0.05 + 3 s.e. = 0.065 bounds the observed rate
     rng = np.random.default_rng(0)
