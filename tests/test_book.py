@@ -1,6 +1,7 @@
 """The book's own contracts: every chapter starts with the canonical setup cell, was run top to bottom with its
 outputs committed, and every ledger file (book/claims) belongs to a chapter of the table of contents."""
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -94,6 +95,26 @@ def test_no_chapter_code_line_is_wider_than_the_text_column():
             if cell.cell_type == "code":
                 long += _wider_than_the_column(cell.source, f"{path.name} cell {i}")
     assert not long, "\n".join(long)
+
+
+# a string literal padded to a width inside an f-string, {'method':10s}: a column header of a printed text table
+_PADDED_HEADER = re.compile(r"""\{(['"])[^'"]+\1:[<>^]?\d+s\}""")
+
+
+def test_no_chapter_prints_a_text_table():
+    """Results tables go through `wvi.display.table` (an HTML table on the page, its text for nbval), not printed
+    columns: a printed table wraps or scrolls at the column's width and its columns cannot be read on a phone. A
+    printed table is recognised by its header, column names padded to a width ({'method':10s})."""
+    printed = [
+        f"{path.name} cell {i}: {match.group(0)}"
+        for path in CHAPTERS
+        for i, cell in enumerate(nbformat.read(path, as_version=4).cells)
+        if cell.cell_type == "code"
+        for match in _PADDED_HEADER.finditer(cell.source)
+    ]
+    assert not printed, "\n".join(printed)
+    assert _PADDED_HEADER.search("print(f\"{'method':10s} {'W2':>8s}\")")  # the pattern finds a header
+    assert not _PADDED_HEADER.search("print(f\"{'':14s} {name:10s}\")")  # not an indent or a padded value
 
 
 def test_the_api_page_documents_every_module():
