@@ -356,3 +356,125 @@ def test_agreement_is_the_mean_share_of_units_with_the_same_partner():
         align.agreement(a, {"P_0": a["P_0"]})
     with pytest.raises(ValueError, match="permutation 'P_1' has 2 units in perms_a and 3 in perms_b"):
         align.agreement(a, {"P_0": a["P_0"], "P_1": np.arange(3)})
+
+
+# Signed permutations (tanh's sign-flip symmetry): permute_signed and align_signed_mlp
+
+
+def _signed_pair(seed=0, sizes=(3, 16, 12, 2)):
+    params = networks.mlp_he_init(jax.random.key(seed), list(sizes))
+    # nonzero biases (He initialisation sets them to zero), so that a bias left unflipped shows
+    params = [dict(layer, b=0.3 * jax.random.normal(jax.random.key(100 + seed + i), layer["b"].shape))
+              for i, layer in enumerate(params)]
+    stds = jax.tree_util.tree_map(
+        lambda x: 0.01 + 0.1 * jnp.abs(jax.random.normal(jax.random.key(seed + 1), x.shape)), params)
+    q0 = G.meanfield(params, stds)
+    rng = np.random.default_rng(seed)
+    perms = {f"P{i}": rng.permutation(n) for i, n in enumerate(sizes[1:-1])}
+    signs = {f"P{i}": rng.choice([-1.0, 1.0], n) for i, n in enumerate(sizes[1:-1])}
+    return q0, perms, signs
+
+
+def test_signed_permutation_keeps_a_tanh_network_and_changes_a_relu_one():
+    q0, perms, signs = _signed_pair()
+    moved = align.permute_signed(q0.mean, perms, signs)
+    x = jax.random.normal(jax.random.key(5), (10, 3))
+    np.testing.assert_allclose(networks.mlp_apply(moved, x, "tanh"), networks.mlp_apply(q0.mean, x, "tanh"), atol=1e-5)
+    # the signs are what makes it a symmetry of tanh only: ReLU is not odd
+    assert float(jnp.max(jnp.abs(networks.mlp_apply(moved, x, "relu") - networks.mlp_apply(q0.mean, x, "relu")))) > 0.1
+    # with all signs +1 it is `permute`
+    ones = {p: np.ones_like(s) for p, s in signs.items()}
+    plain = align.permute(q0, align.mlp_spec(q0.mean), perms)
+    for a, b in zip(jax.tree_util.tree_leaves(align.permute_signed(q0, perms, ones)), jax.tree_util.tree_leaves(plain)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_signed_permutation_flips_the_means_and_only_permutes_the_stds():
+    q0, perms, signs = _signed_pair()
+    moved = align.permute_signed(q0, perms, signs)
+    p, s = perms["P0"], signs["P0"]
+    np.testing.assert_allclose(moved.mean[0]["b"], np.asarray(q0.mean[0]["b"])[p] * s)
+    np.testing.assert_allclose(moved.std[0]["b"], np.asarray(q0.std[0]["b"])[p])
+    assert np.all(np.asarray(moved.std[1]["w"]) > 0)
+
+
+def test_align_signed_mlp_undoes_a_planted_signed_permutation():
+    q0, perms, signs = _signed_pair()
+    q1 = align.permute_signed(q0, perms, signs)
+    a = align.align_signed_mlp(q0, q1)
+    assert a.converged and float(G.w2_squared(q0, align.permute_signed(q1, a.perms, a.signs))) < 1e-10
+    # permutations alone cannot undo the flips: the plain Wasserstein alignment leaves a distance
+    b = align.align(q0, q1, align.mlp_spec(q0.mean))
+    assert float(G.w2_squared(q0, align.permute(q1, align.mlp_spec(q0.mean), b.perms))) > 1.0
+
+
+def test_align_signed_mlp_never_lowers_its_objective_and_reaches_the_identity_starts_value():
+    q0, _, _ = _signed_pair(0)
+    q1, _, _ = _signed_pair(7)  # an unrelated network: no exact match exists
+    for init in ("forward", "identity"):
+        a = align.align_signed_mlp(q0, q1, key=jax.random.key(3), init=init)
+        assert np.all(np.diff(a.objectives) >= 0) and a.converged
+        moved = align.permute_signed(q1, a.perms, a.signs)
+        direct = sum(float(jnp.vdot(u, v)) for u, v in zip(jax.tree_util.tree_leaves((q0.mean, q0.std)),
+                                                            jax.tree_util.tree_leaves((moved.mean, moved.std))))
+        assert direct == pytest.approx(a.objectives[-1], rel=1e-9)  # the bookkeeping is the objective
+    identity = align.align_signed_mlp(q0, q1, init="identity")
+    # the identity start's first value is q1 as it is
+    start = sum(float(jnp.vdot(u, v)) for u, v in zip(jax.tree_util.tree_leaves((q0.mean, q0.std)),
+                                                       jax.tree_util.tree_leaves((q1.mean, q1.std))))
+    assert identity.objectives[0] == pytest.approx(start, rel=1e-9)
+
+
+def test_align_signed_mlp_ends_at_a_fixed_point_of_the_signed_assignment():
+    """At the result, every layer's identity with + signs solves its own signed assignment problem (|A| + B): the
+    diagonal of A is >= 0 and no assignment of |A| + B beats its trace. Catches an assignment on A + B or a wrong
+    sign rule."""
+    from scipy.optimize import linear_sum_assignment
+
+    q0, _, _ = _signed_pair(0)
+    q1, _, _ = _signed_pair(7)
+    a = align.align_signed_mlp(q0, q1, key=jax.random.key(3))
+    moved = align.permute_signed(q1, a.perms, a.signs)
+    f = lambda tree: [{k: np.asarray(v, np.float64) for k, v in layer.items()} for layer in tree]  # noqa: E731
+    m0, s0, m1, s1 = f(q0.mean), f(q0.std), f(moved.mean), f(moved.std)
+    for i in range(len(m0) - 1):
+        mean = m0[i]["w"].T @ m1[i]["w"] + np.outer(m0[i]["b"], m1[i]["b"]) + m0[i + 1]["w"] @ m1[i + 1]["w"].T
+        std = s0[i]["w"].T @ s1[i]["w"] + np.outer(s0[i]["b"], s1[i]["b"]) + s0[i + 1]["w"] @ s1[i + 1]["w"].T
+        assert np.all(np.diag(mean) >= -1e-9)
+        rows, cols = linear_sum_assignment(np.abs(mean) + std, maximize=True)
+        assert np.trace(mean + std) >= np.sum((np.abs(mean) + std)[rows, cols]) - 1e-9
+
+
+def test_the_forward_start_recovers_a_plant_where_the_identity_start_stalls():
+    q0, perms, signs = _signed_pair(0, sizes=(3, 8, 8, 8, 2))
+    q1 = align.permute_signed(q0, perms, signs)
+    forward = align.align_signed_mlp(q0, q1)
+    identity = align.align_signed_mlp(q0, q1, init="identity")
+    assert float(G.w2_squared(q0, align.permute_signed(q1, forward.perms, forward.signs))) < 1e-10
+    assert float(G.w2_squared(q0, align.permute_signed(q1, identity.perms, identity.signs))) > 1.0
+
+
+def test_signed_alignment_rejects_bad_input():
+    q0, perms, signs = _signed_pair()
+    with pytest.raises(ValueError, match=r"signs\['P1'\]"):
+        align.permute_signed(q0, perms, {"P0": signs["P0"], "P1": signs["P1"] * 2})
+    with pytest.raises(ValueError, match="signs"):
+        align.permute_signed(q0, perms, {"P0": signs["P0"]})
+    with pytest.raises(TypeError, match="MeanField"):
+        align.align_signed_mlp(q0.mean, q0.mean)
+    q_other, _, _ = _signed_pair(sizes=(3, 16, 10, 2))
+    with pytest.raises(ValueError, match="same MLP structure"):
+        align.align_signed_mlp(q0, q_other)
+    with pytest.raises(ValueError, match="init"):
+        align.align_signed_mlp(q0, q0, init="random")
+    with pytest.raises(ValueError, match="MLP"):
+        align.align_signed_mlp(G.meanfield({"w": jnp.ones(2)}, {"w": jnp.ones(2)}),
+                               G.meanfield({"w": jnp.ones(2)}, {"w": jnp.ones(2)}))
+    with pytest.raises(TypeError, match="dicts"):
+        align.permute_signed(q0, list(perms.values()), signs)
+    with pytest.raises(TypeError, match="key"):
+        align.align_signed_mlp(q0, q0, key=0)
+    unchained = jax.tree_util.tree_map(jnp.ones_like, q0)
+    unchained.mean[1]["w"] = jnp.ones((5, 12))  # 16 units feed a layer expecting 5 inputs
+    with pytest.raises(ValueError, match="size"):
+        align.align_signed_mlp(unchained, unchained)

@@ -97,14 +97,15 @@ def test_no_chapter_code_line_is_wider_than_the_text_column():
     assert not long, "\n".join(long)
 
 
-# a string literal padded to a width inside an f-string, {'method':10s}: a column header of a printed text table
-_PADDED_HEADER = re.compile(r"""\{(['"])[^'"]+\1:[<>^]?\d+s\}""")
+# a string literal padded to a width inside an f-string, {'method':10s} or {'seed':<6}: a column header of a
+# printed text table
+_PADDED_HEADER = re.compile(r"""\{(['"])[^'"]+\1:[<>^]?\d+s?\}""")
 
 
 def test_no_chapter_prints_a_text_table():
     """Results tables go through `wvi.display.table` (an HTML table on the page, its text for nbval), not printed
     columns: a printed table wraps or scrolls at the column's width and its columns cannot be read on a phone. A
-    printed table is recognised by its header, column names padded to a width ({'method':10s})."""
+    printed table is recognised by its header, column names padded to a width ({'method':10s}, {'seed':<6})."""
     printed = [
         f"{path.name} cell {i}: {match.group(0)}"
         for path in CHAPTERS
@@ -114,6 +115,7 @@ def test_no_chapter_prints_a_text_table():
     ]
     assert not printed, "\n".join(printed)
     assert _PADDED_HEADER.search("print(f\"{'method':10s} {'W2':>8s}\")")  # the pattern finds a header
+    assert _PADDED_HEADER.search("print(f\"{'seed':<6}{'naive':>9}\")")  # also without the s
     assert not _PADDED_HEADER.search("print(f\"{'':14s} {name:10s}\")")  # not an indent or a padded value
 
 

@@ -371,3 +371,21 @@ def test_compare_reports_a_method_without_a_stable_step():
                         sweep_steps=20, budget=40, num_points=4)
     assert np.isnan(result.best["rep"]) and np.isnan(gv.largest_stable(result, "rep"))
     assert np.all(np.isnan(result.curves["rep"]))
+
+
+def test_best_step_treats_distances_below_the_resolution_as_ties_won_by_the_largest_step():
+    grid = [0.1, 1.0, 10.0, 100.0]
+    final = np.array([[0.5, 0.7], [3e-15, 1e-16], [1e-14, 0.0], [np.inf, np.inf]])
+    stable = np.array([True, True, True, False])
+    # without a resolution, rounding decides: 1e-16 and 0.0 give medians 1.5e-15 and 5e-15
+    assert gv.best_step(grid, final, stable) == 1.0
+    # with it, both reached the optimum and the larger step wins (the unstable h = 100 never does)
+    assert gv.best_step(grid, final, stable, resolution=1e-8) == 10.0
+    # exact ties go to the largest step too, and a clear winner stays the winner
+    assert gv.best_step(grid, [[0.2], [0.2], [0.3], [0.1]], [True, True, True, False]) == 1.0
+    assert gv.best_step(grid, [[0.2], [0.05], [0.3], [0.1]], [True] * 4, resolution=1e-8) == 1.0
+    assert np.isnan(gv.best_step(grid, final, np.zeros(4, bool)))
+    with pytest.raises(ValueError, match="must agree"):
+        gv.best_step(grid, final[:3], stable)
+    with pytest.raises(ValueError, match="resolution"):
+        gv.best_step(grid, final, stable, resolution=-1.0)

@@ -23,6 +23,8 @@ KL cost (Eq. 21), a mean distance weighted by q0's precisions, Σ (m0 − P m1)�
 "kl-full", twice KL(P#q1 ‖ q0) (Eq. 20) up to an additive constant free of P: Σ [(m0 − P m1)² + (P s1)²] / s0²,
 the paper's cost with the trace term Σ (P s1)²/s0² it drops kept (the log-determinants do not depend on P; the
 trace does).
+For odd activations (tanh) a unit's sign is a symmetry too: `permute_signed` applies signed permutations D P to an
+MLP, and `align_signed_mlp` aligns two MLP posteriors over them with the Wasserstein cost.
 Chapters: Part V, "Permutation symmetries of VI solutions" (derivation) and the two "Aligning VI solutions" chapters.
 """
 from __future__ import annotations
@@ -451,3 +453,146 @@ def align(q0, q1, spec: PermutationSpec, cost: str = "wasserstein", key=None, ma
         if rtol > 0 and gain <= rtol * abs(objectives[-2]):
             break
     return Alignment(perms, np.asarray(objectives), sweeps, time.perf_counter() - start, converged, assignments)
+
+
+class SignedAlignment(NamedTuple):
+    """`perms` and `signs` to apply to q1 (`permute_signed(q1, perms, signs)`): hidden unit i of layer l of the
+    result is unit `perms[f"P{l}"][i]` of q1, its means multiplied by `signs[f"P{l}"][i]` (±1); `objectives[k]`, the
+    maximised objective Σ ⟨m0, D P m1⟩ + ⟨s0, P s1⟩ after k sweeps; `sweeps`; `converged` as in `Alignment`."""
+
+    perms: dict
+    signs: dict
+    objectives: np.ndarray
+    sweeps: int
+    converged: bool = True
+
+
+def _mlp_layers(params, name: str) -> list:
+    """A `wvi.networks` MLP's layers as float64 NumPy arrays, checked: a list of {"w": (in, out), "b": (out,)}."""
+    if not isinstance(params, (list, tuple)) or len(params) < 2 or not all(
+            isinstance(layer, dict) and set(layer) == {"w", "b"} and np.ndim(layer["w"]) == 2
+            and np.ndim(layer["b"]) == 1 for layer in params):
+        raise ValueError(f"{name} must be a wvi.networks MLP with at least one hidden layer: a list of "
+                         f'{{"w": (in, out), "b": (out,)}} layers')
+    return [{k: np.asarray(v, np.float64) for k, v in layer.items()} for layer in params]
+
+
+def permute_signed(params, perms: dict, signs: dict):
+    """(D P)#params for a `wvi.networks` MLP: hidden unit i of layer l becomes unit `perms[f"P{l}"][i]` with its
+    incoming weights, bias and outgoing weights multiplied by `signs[f"P{l}"][i]` = ±1. For an odd activation
+    (tanh: tanh(−x) = −tanh(x)) the network's function is unchanged: each layer has 2ⁿ n! such relabellings, not
+    only the n! permutations that `permute` applies. For a `wvi.gaussian.MeanField` the signs act on the means;
+    the standard deviations are only permuted. Chapter: Part V, "Permutation symmetries of VI solutions".
+
+    Raises:
+      ValueError: when `perms` or `signs` lack a hidden layer, or are not permutations / arrays of ±1 of its width.
+    """
+    if not isinstance(perms, dict) or not isinstance(signs, dict):
+        raise TypeError(f"perms and signs must be dicts (name 'P<l>' -> array); got {type(perms).__name__} and "
+                        f"{type(signs).__name__}")
+    if _is_meanfield(params):
+        return G.MeanField(permute_signed(params.mean, perms, signs), permute(params.std, mlp_spec(params.std), perms))
+    spec = mlp_spec(params)
+    sizes = _check_perms(spec, params, perms)
+    for p, n in sizes.items():
+        s = np.asarray(signs.get(p)) if p in signs else None
+        if s is None or s.shape != (n,) or not np.all(np.abs(s) == 1):
+            raise ValueError(f"signs[{p!r}] must be an array of {n} entries, each +1 or -1")
+    take = lambda x, idx, axis: np.take(x, idx, axis=axis) if isinstance(x, np.ndarray) else \
+        jax.numpy.take(x, idx, axis=axis)  # noqa: E731
+    out = [dict(layer) for layer in params]
+    for i in range(len(params) - 1):
+        perm, sign = np.asarray(perms[f"P{i}"]), np.asarray(signs[f"P{i}"])
+        out[i]["w"] = take(out[i]["w"], perm, 1) * sign.astype(np.asarray(out[i]["w"]).dtype)
+        out[i]["b"] = take(out[i]["b"], perm, 0) * sign.astype(np.asarray(out[i]["b"]).dtype)
+        out[i + 1]["w"] = take(out[i + 1]["w"], perm, 0) * sign.astype(np.asarray(out[i + 1]["w"]).dtype)[:, None]
+    return out
+
+
+def align_signed_mlp(q0, q1, key=None, max_sweeps: int = 100, tol: float = 1e-12,
+                     init: str = "forward") -> SignedAlignment:
+    """Signed permutations D_l P_l of the hidden units of a tanh MLP such that (D P)#q1 is close to q0 in W2.
+
+    `align(cost="wasserstein")` over the larger symmetry group of an odd activation. With the other layers fixed, unit
+    j of q1 placed at unit i with sign d contributes d·A[i, j] + B[i, j] to the objective, A = Σ M0 M1ᵀ over the
+    means of the unit's incoming weights, bias and outgoing weights, B = Σ S0 S1ᵀ over their stds (a sign leaves the
+    stds unchanged). The best sign is sign(A[i, j]), so each step is the assignment problem with matrix abs(A) + B,
+    solved with scipy's `linear_sum_assignment`; the sweeps visit the layers in random order (from `key`) until one
+    changes nothing. Each accepted step raises the objective, so `objectives` never decreases. The descent starts
+    from `init`: "forward" (the default) first matches each layer on its incoming weights and bias alone, from the
+    input up (the signed assignment of abs(A_in), A_in = W0_inᵀ W1_in + b0 b1ᵀ, with the layers below already
+    matched), because from the identity a wrong sign of the next layer's units scrambles the outgoing term and the
+    descent can stall (it does on some planted signed permutations of nets with three hidden layers, which
+    `tests/test_align.py` keeps); "identity" starts from q1 as it is. Only for odd
+    activations: for ReLU a flipped unit computes another function. Chapter: Part V, "Permutation symmetries of VI
+    solutions", section 3a.
+
+    Args:
+      q0, q1: `wvi.gaussian.MeanField`s over the same `wvi.networks` MLP (a list of {"w", "b"} layers).
+      key: a `jax.random` key for the sweep order (default key(0)).
+      max_sweeps: at most this many sweeps.
+      tol: an assignment is kept when it raises the objective by more than `tol` (a guard against rounding).
+      init: "forward" or "identity", the descent's starting point (above); `objectives[0]` is the objective there.
+    Returns:
+      A `SignedAlignment`.
+    """
+    check_choice(init, ("forward", "identity"), "init")
+    if not (_is_meanfield(q0) and _is_meanfield(q1)):
+        raise TypeError("q0 and q1 must be wvi.gaussian.MeanField posteriors over an MLP")
+    if not (isinstance(max_sweeps, (int, np.integer)) and max_sweeps >= 1):
+        raise ValueError(f"max_sweeps must be a positive integer; got {max_sweeps!r}")
+    if key is not None and not (isinstance(key, jax.Array) and (
+            jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) or (key.dtype == np.uint32 and key.shape == (2,)))):
+        raise TypeError(f"key must be a jax.random key (jax.random.key(seed)) or None; got {key!r}")
+    for name, q in (("q0", q0), ("q1", q1)):
+        _mlp_layers(q.mean, f"{name}.mean")
+        check_spec(mlp_spec(q.mean), q.mean)  # the layers' widths chain
+    m0, s0 = _mlp_layers(q0.mean, "q0.mean"), _mlp_layers(q0.std, "q0.std")
+    m1, s1 = _mlp_layers(q1.mean, "q1.mean"), _mlp_layers(q1.std, "q1.std")
+    shapes = lambda layers: [{k: v.shape for k, v in layer.items()} for layer in layers]  # noqa: E731
+    if shapes(m0) != shapes(m1) or shapes(m0) != shapes(s0) or shapes(m1) != shapes(s1):
+        raise ValueError("q0 and q1 must have the same MLP structure and shapes")
+    num_hidden = len(m0) - 1
+    perms = {f"P{i}": np.arange(m0[i]["b"].size) for i in range(num_hidden)}
+    signs = {f"P{i}": np.ones(m0[i]["b"].size) for i in range(num_hidden)}
+
+    def objective():
+        return sum(float(np.vdot(a[k], b[k])) for x0, x1 in ((m0, m1), (s0, s1)) for a, b in zip(x0, x1)
+                   for k in ("w", "b"))
+
+    def matrices(i):
+        mean = m0[i]["w"].T @ m1[i]["w"] + np.outer(m0[i]["b"], m1[i]["b"]) + m0[i + 1]["w"] @ m1[i + 1]["w"].T
+        std = s0[i]["w"].T @ s1[i]["w"] + np.outer(s0[i]["b"], s1[i]["b"]) + s0[i + 1]["w"] @ s1[i + 1]["w"].T
+        return mean, std
+
+    def apply(i, cols, d):
+        for layers, e in ((m1, d), (s1, np.ones_like(d))):
+            layers[i]["w"] = layers[i]["w"][:, cols] * e
+            layers[i]["b"] = layers[i]["b"][cols] * e
+            layers[i + 1]["w"] = layers[i + 1]["w"][cols] * e[:, None]
+        perms[f"P{i}"], signs[f"P{i}"] = perms[f"P{i}"][cols], signs[f"P{i}"][cols] * d
+
+    if init == "forward":  # each layer matched on its incoming weights and bias, from the input up
+        for i in range(num_hidden):
+            incoming = m0[i]["w"].T @ m1[i]["w"] + np.outer(m0[i]["b"], m1[i]["b"])
+            rows, cols = linear_sum_assignment(np.abs(incoming), maximize=True)
+            apply(i, cols, np.where(incoming[rows, cols] >= 0, 1.0, -1.0))
+    objectives = [objective()]
+    keys = jax.random.split(jax.random.key(0) if key is None else key, max_sweeps)
+    converged, sweeps = False, 0
+    for sweep in range(max_sweeps):
+        sweeps += 1
+        gain = 0.0
+        for i in np.asarray(jax.random.permutation(keys[sweep], num_hidden)):
+            mean, std = matrices(int(i))
+            rows, cols = linear_sum_assignment(np.abs(mean) + std, maximize=True)
+            improvement = float(np.sum(np.abs(mean[rows, cols]) + std[rows, cols]) - np.trace(mean + std))
+            if improvement <= tol:
+                continue
+            apply(int(i), cols, np.where(mean[rows, cols] >= 0, 1.0, -1.0))
+            gain += improvement
+        objectives.append(objectives[-1] + gain)
+        if gain == 0.0:
+            converged = True
+            break
+    return SignedAlignment(perms, signs, np.asarray(objectives), sweeps, converged)

@@ -367,9 +367,35 @@ def largest_stable(comparison: Comparison, label: str) -> float:
     return float(comparison.step_sizes[ok].max()) if ok.any() else float("nan")
 
 
+def best_step(step_sizes, final, stable, resolution: float = 0.0) -> float:
+    """The step size a sweep recommends: among the stable ones, that with the lowest median final distance over
+    seeds, where medians below `resolution` (the distance's own rounding) count as equal to zero and ties go to the
+    largest step, the one that gets there in the fewest steps. Without the resolution, rounding noise at the level
+    of 1e-15 would pick among steps that all reached the optimum, and `argmin`'s first index would pick the
+    smallest of them (Part I, "Gaussian VI, seven ways", section 4).
+
+    Args:
+      step_sizes: (K,) the grid. final: (K, seeds) the sweep's final distances (NaN or inf: diverged).
+      stable: (K,) bool, every seed's run stable. resolution: a distance >= 0 below which distances are ties.
+    Returns:
+      The chosen step size, or NaN when no step size is stable.
+    """
+    grid, final, stable = np.asarray(step_sizes, np.float64), np.asarray(final, np.float64), np.asarray(stable, bool)
+    if grid.ndim != 1 or final.shape[:1] != grid.shape or stable.shape != grid.shape:
+        raise ValueError(f"step_sizes (K,), final (K, seeds) and stable (K,) must agree; got {grid.shape}, "
+                         f"{final.shape} and {stable.shape}")
+    if not (np.isscalar(resolution) and resolution >= 0):
+        raise ValueError(f"resolution must be a number >= 0; got {resolution!r}")
+    if not stable.any():
+        return float("nan")
+    medians = np.median(np.where(np.isfinite(final), final, np.inf), axis=1)
+    medians = np.where(stable, np.where(medians < resolution, 0.0, medians), np.inf)
+    return float(grid[medians == medians.min()].max())
+
+
 def compare(key, methods: dict, log_density: Callable, q0: G.Gaussian, distance: Callable, step_sizes, *,
             sweep_steps: int, budget: int, num_points: int = 100, sweep_seeds: int = 2,
-            num_seeds: int = 4) -> Comparison:
+            num_seeds: int = 4, resolution: float = 0.0) -> Comparison:
     """The chapter's protocol for one problem: a step-size sweep of every method, then a run of each at its best
     step size with the same budget of gradient evaluations (`gradients_per_step`), several seeds each.
 
@@ -382,6 +408,7 @@ def compare(key, methods: dict, log_density: Callable, q0: G.Gaussian, distance:
       step_sizes: the sweep's grid (1-D).
       sweep_steps: steps of every sweep run. budget: gradient evaluations of every budget run.
       num_points: measurements along a budget run. sweep_seeds, num_seeds: seeds of the sweep and budget runs.
+      resolution: final distances below it count as equal when the best step size is chosen (`best_step`).
     Returns:
       a `Comparison`. A method with no stable step size gets best = NaN and NaN curves.
     """
@@ -398,9 +425,7 @@ def compare(key, methods: dict, log_density: Callable, q0: G.Gaussian, distance:
         runs = sweep(key_sweep, make, grid, (q0,), sweep_steps, measure, num_seeds=sweep_seeds,
                      every=sweep_steps)
         final[label], ok[label] = runs[..., -1], stable(runs, start).all(axis=1)
-        medians = np.where(ok[label], np.median(np.where(np.isfinite(runs[..., -1]), runs[..., -1], np.inf),
-                                                axis=1), np.inf)
-        best[label] = float(grid[np.argmin(medians)]) if ok[label].any() else float("nan")
+        best[label] = best_step(grid, runs[..., -1], ok[label], resolution)
         cost = gradients_per_step(name, dim, num_samples)
         every = max(1, budget // cost // num_points)
         steps = every * num_points
