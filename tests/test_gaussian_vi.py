@@ -377,7 +377,7 @@ def test_best_step_treats_distances_below_the_resolution_as_ties_won_by_the_larg
     grid = [0.1, 1.0, 10.0, 100.0]
     final = np.array([[0.5, 0.7], [3e-15, 1e-16], [1e-14, 0.0], [np.inf, np.inf]])
     stable = np.array([True, True, True, False])
-    # without a resolution, rounding decides: 1e-16 and 0.0 give medians 1.5e-15 and 5e-15
+    # without a resolution, rounding decides: steps 1 and 10 have medians 1.55e-15 and 5e-15
     assert gv.best_step(grid, final, stable) == 1.0
     # with it, both reached the optimum and the larger step wins (the unstable h = 100 never does)
     assert gv.best_step(grid, final, stable, resolution=1e-8) == 10.0

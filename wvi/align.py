@@ -544,11 +544,10 @@ def align_signed_mlp(q0, q1, key=None, max_sweeps: int = 100, tol: float = 1e-12
     if key is not None and not (isinstance(key, jax.Array) and (
             jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) or (key.dtype == np.uint32 and key.shape == (2,)))):
         raise TypeError(f"key must be a jax.random key (jax.random.key(seed)) or None; got {key!r}")
-    for name, q in (("q0", q0), ("q1", q1)):
-        _mlp_layers(q.mean, f"{name}.mean")
-        check_spec(mlp_spec(q.mean), q.mean)  # the layers' widths chain
     m0, s0 = _mlp_layers(q0.mean, "q0.mean"), _mlp_layers(q0.std, "q0.std")
     m1, s1 = _mlp_layers(q1.mean, "q1.mean"), _mlp_layers(q1.std, "q1.std")
+    for q in (q0, q1):
+        check_spec(mlp_spec(q.mean), q.mean)  # the layers' widths chain
     shapes = lambda layers: [{k: v.shape for k, v in layer.items()} for layer in layers]  # noqa: E731
     if shapes(m0) != shapes(m1) or shapes(m0) != shapes(s0) or shapes(m1) != shapes(s1):
         raise ValueError("q0 and q1 must have the same MLP structure and shapes")

@@ -372,7 +372,7 @@ def best_step(step_sizes, final, stable, resolution: float = 0.0) -> float:
     seeds, where medians below `resolution` (the distance's own rounding) count as equal to zero and ties go to the
     largest step, the one that gets there in the fewest steps. Without the resolution, rounding noise at the level
     of 1e-15 would pick among steps that all reached the optimum, and `argmin`'s first index would pick the
-    smallest of them (Part I, "Gaussian VI, seven ways", section 4).
+    smallest of them (Part I, "Gaussian VI algorithms side by side", section 4).
 
     Args:
       step_sizes: (K,) the grid. final: (K, seeds) the sweep's final distances (NaN or inf: diverged).
