@@ -478,3 +478,19 @@ def test_signed_alignment_rejects_bad_input():
     unchained.mean[1]["w"] = jnp.ones((5, 12))  # 16 units feed a layer expecting 5 inputs
     with pytest.raises(ValueError, match="size"):
         align.align_signed_mlp(unchained, unchained)
+
+
+def test_wasserstein_terms_sum_to_the_alignment_objective_and_give_w2():
+    q0, perms, _ = _signed_pair(0)
+    q1, _, _ = _signed_pair(7)
+    spec = align.mlp_spec(q0.mean)
+    a = align.align(q0, q1, spec, key=jax.random.key(1))
+    moved = align.permute(q1, spec, a.perms)
+    terms = align.wasserstein_terms(q0, moved)
+    assert sum(terms.values()) == pytest.approx(a.objectives[-1], rel=1e-9)
+    norms = sum(align.wasserstein_terms(q, q)["mean"] + align.wasserstein_terms(q, q)["std"] for q in (q0, moved))
+    assert norms - 2 * sum(terms.values()) == pytest.approx(float(G.w2_squared(q0, moved)), rel=1e-5)
+    with pytest.raises(TypeError, match="MeanField"):
+        align.wasserstein_terms(q0.mean, moved)
+    with pytest.raises(ValueError, match="same parameter structure"):
+        align.wasserstein_terms(q0, _signed_pair(0, sizes=(3, 16, 10, 2))[0])

@@ -455,6 +455,27 @@ def align(q0, q1, spec: PermutationSpec, cost: str = "wasserstein", key=None, ma
     return Alignment(perms, np.asarray(objectives), sweeps, time.perf_counter() - start, converged, assignments)
 
 
+def wasserstein_terms(q0, q1) -> dict:
+    """The two terms of the Wasserstein alignment objective at q1's current labelling, in float64:
+    {"mean": Σ ⟨m0, m1⟩, "std": Σ ⟨s0, s1⟩} over all leaves. Their sum is what `align(cost="wasserstein")` and
+    `align_signed_mlp` maximise, since W2²(q0, q1) = ‖m0‖² + ‖m1‖² + ‖s0‖² + ‖s1‖² − 2 (mean + std) and relabelling
+    q1 leaves its norms unchanged. Part V, "Permutation symmetries of VI solutions", section 3b, splits an
+    alignment's gain by them.
+
+    Raises:
+      TypeError: when q0 or q1 is not a `wvi.gaussian.MeanField`. ValueError: when their leaves or shapes differ.
+    """
+    if not (_is_meanfield(q0) and _is_meanfield(q1)):
+        raise TypeError("q0 and q1 must be wvi.gaussian.MeanField posteriors")
+    terms = {}
+    for name, a, b in (("mean", q0.mean, q1.mean), ("std", q0.std, q1.std)):
+        a, b = leaves_by_path(a), leaves_by_path(b)
+        if {k: np.shape(v) for k, v in a.items()} != {k: np.shape(v) for k, v in b.items()}:
+            raise ValueError("q0 and q1 must have the same parameter structure and shapes")
+        terms[name] = sum(float(np.vdot(np.asarray(a[k], np.float64), np.asarray(b[k], np.float64))) for k in a)
+    return terms
+
+
 class SignedAlignment(NamedTuple):
     """`perms` and `signs` to apply to q1 (`permute_signed(q1, perms, signs)`): hidden unit i of layer l of the
     result is unit `perms[f"P{l}"][i]` of q1, its means multiplied by `signs[f"P{l}"][i]` (±1); `objectives[k]`, the
@@ -555,10 +576,6 @@ def align_signed_mlp(q0, q1, key=None, max_sweeps: int = 100, tol: float = 1e-12
     perms = {f"P{i}": np.arange(m0[i]["b"].size) for i in range(num_hidden)}
     signs = {f"P{i}": np.ones(m0[i]["b"].size) for i in range(num_hidden)}
 
-    def objective():
-        return sum(float(np.vdot(a[k], b[k])) for x0, x1 in ((m0, m1), (s0, s1)) for a, b in zip(x0, x1)
-                   for k in ("w", "b"))
-
     def matrices(i):
         mean = m0[i]["w"].T @ m1[i]["w"] + np.outer(m0[i]["b"], m1[i]["b"]) + m0[i + 1]["w"] @ m1[i + 1]["w"].T
         std = s0[i]["w"].T @ s1[i]["w"] + np.outer(s0[i]["b"], s1[i]["b"]) + s0[i + 1]["w"] @ s1[i + 1]["w"].T
@@ -576,7 +593,7 @@ def align_signed_mlp(q0, q1, key=None, max_sweeps: int = 100, tol: float = 1e-12
             incoming = m0[i]["w"].T @ m1[i]["w"] + np.outer(m0[i]["b"], m1[i]["b"])
             rows, cols = linear_sum_assignment(np.abs(incoming), maximize=True)
             apply(i, cols, np.where(incoming[rows, cols] >= 0, 1.0, -1.0))
-    objectives = [objective()]
+    objectives = [sum(wasserstein_terms(G.MeanField(m0, s0), G.MeanField(m1, s1)).values())]
     keys = jax.random.split(jax.random.key(0) if key is None else key, max_sweeps)
     converged, sweeps = False, 0
     for sweep in range(max_sweeps):
