@@ -119,6 +119,46 @@ def test_no_chapter_prints_a_text_table():
     assert not _PADDED_HEADER.search("print(f\"{'':14s} {name:10s}\")")  # not an indent or a padded value
 
 
+def _moved_by_merge_streams(outputs) -> list[str]:
+    """Streams printed after a display output of the same cell that also printed before it. myst-nb's
+    `nb_merge_streams` (_config.yml) appends every later stream output to the first one of its name
+    (myst_nb.core.utils.coalesce_streams), so on the page such a line jumps above the table or figure."""
+    first, moved = {}, []
+    for k, out in enumerate(outputs):
+        if out["output_type"] != "stream":
+            continue
+        name = out["name"]
+        if name in first and any(o["output_type"] != "stream" for o in outputs[first[name] : k]):
+            moved.append(name)
+        first.setdefault(name, k)
+    return moved
+
+
+def test_no_chapter_cell_prints_on_both_sides_of_a_display():
+    """A caption printed after a table would render above it, beside the lines printed before the table: print
+    before the first display output only, or split the cell."""
+    moved = [
+        f"{path.name} cell {i}: {name}"
+        for path in CHAPTERS
+        for i, cell in enumerate(nbformat.read(path, as_version=4).cells)
+        for name in _moved_by_merge_streams(cell.get("outputs", []))
+    ]
+    assert not moved, "\n".join(moved)
+
+    def out(text):
+        return {"output_type": "stream", "name": "stdout", "text": text}
+
+    table = {"output_type": "display_data", "data": {"text/html": "<table/>"}}
+    assert _moved_by_merge_streams([out("a"), table, out("b")]) == ["stdout"]  # the planted case is found
+    assert _moved_by_merge_streams([out("a"), out("b"), table]) == []  # printed before the table only
+    assert _moved_by_merge_streams([table, out("b")]) == []  # one stream after the table stays after it
+    # the model agrees with the installed myst-nb: the line printed after the table lands above it
+    from myst_nb.core.utils import coalesce_streams
+
+    merged = coalesce_streams([nbformat.from_dict(o) for o in (out("a\n"), table, out("b\n"))])
+    assert [o["output_type"] for o in merged] == ["stream", "display_data"] and merged[0]["text"] == "a\nb\n"
+
+
 def test_the_api_page_documents_every_module():
     api = (ROOT / "book" / "api.md").read_text()
     modules = {f"wvi.{p.stem}" for p in (ROOT / "wvi").glob("*.py") if not p.stem.startswith("_")}
