@@ -81,3 +81,63 @@ def test_gaussian_optima_1d_finds_the_target_and_every_mode():
                         G.log_prob(G.Gaussian(jnp.array([5.0]), jnp.eye(1)), g.points)) - jnp.log(2.0)
     means = sorted(round(o.mean) for o in divergences.gaussian_optima_1d("reverse_kl", two, g, [-6.0, 6.0], [1.0]))
     assert means == [-5, 5]
+
+
+@pytest.mark.parametrize("name", list(divergences.DIVERGENCES))
+def test_quadrature_gradient_is_finite_where_q_underflows(name):
+    """A narrow q underflows to 0 in p's tails. Each cell's term comes from the two logs, not as q · f(p/q)
+    (0 × ∞ there: value and gradient NaN). Planted defect: q · f_log(log p − log q) behind a mask on q > 0, the
+    form this replaced, gives a NaN gradient for every divergence but the reverse KL."""
+    x = jnp.linspace(-12.0, 14.0, 5000)[:, None]
+    dx = float(x[1, 0] - x[0, 0])
+    # scale 0.7: where q underflows p/q overflows, yet every cell of χ²(p ‖ q) stays below the float range
+    log_p = G.log_prob(G.Gaussian(jnp.array([1.0]), jnp.array([[0.7]])), x)
+
+    def log_q(theta):
+        return G.log_prob(G.Gaussian(theta[:1], jnp.exp(theta[1:]).reshape(1, 1)), x)  # scale (std) e^θ₁
+
+    theta = jnp.array([1.0, np.log(0.3)])  # exp(log q) is exactly 0 at the grid's ends
+    assert float(jnp.min(jnp.exp(log_q(theta)))) == 0.0
+    value, grad = jax.value_and_grad(lambda t: divergences.on_grid(name, log_q(t), log_p, dx))(theta)
+    assert np.all(np.isfinite(np.asarray(grad))) and float(value) > 0
+    div = divergences.get(name)
+
+    def masked(t):
+        lq = log_q(t)
+        return jnp.sum(jnp.where(jnp.exp(lq) > 0, jnp.exp(lq) * div.f_log(log_p - lq), 0.0)) * dx
+
+    assert np.all(np.isfinite(np.asarray(jax.grad(masked)(theta)))) == (name == "reverse_kl")
+
+
+def test_integrands_match_q_f_of_r_and_stay_finite():
+    """q f(p/q) from the logs equals the direct product where both are representable, and is never NaN where q or
+    p underflows."""
+    log_q = jnp.array([-1.0, -3.0, -0.2, -800.0, -20.0, -jnp.inf])
+    log_p = jnp.array([-2.0, -0.5, -0.2, -20.0, -800.0, -1.0])
+    for name, div in divergences.DIVERGENCES.items():
+        got = div.integrand_log(log_q, log_p)
+        direct = jnp.exp(log_q[:3]) * div.f(jnp.exp(log_p[:3] - log_q[:3]))
+        np.testing.assert_allclose(got[:3], direct, rtol=1e-12, err_msg=name)
+        assert not np.any(np.isnan(np.asarray(got))), name
+    # forward KL and χ² of a q that vanishes where p does not are infinite, as they should be
+    assert divergences.get("forward_kl").integrand_log(log_q, log_p)[5] == jnp.inf
+
+
+def test_gaussian_optima_1d_drops_stuck_and_off_grid_runs():
+    """χ² from a start much narrower than p overflows and cannot move; a Hellinger run that widens past the grid has
+    a quadrature that misses q's mass. Neither is a minimum. Before the filter, the mixture of Part II listed 11
+    stuck χ² starts and 4 off-grid Hellinger "optima" (std ≈ 33 on a grid 26 wide)."""
+    from wvi.targets import mixture_1d
+
+    g = divergences.grid([(-12.0, 14.0)], 5000)
+    log_p = mixture_1d(g.points)
+    starts = np.linspace(-3.0, 7.0, 11)
+    for name in ("chi2", "hellinger"):
+        optima = divergences.gaussian_optima_1d(name, log_p, g, starts)
+        assert all(np.isfinite(o.value) and o.std < 5.0 for o in optima), (name, optima)
+    (forward,) = divergences.gaussian_optima_1d("forward_kl", log_p, g, starts)  # one minimum: the moment match
+    x, p = np.asarray(g.points[:, 0]), np.exp(np.asarray(log_p)) * g.cell_volume
+    mean = float(np.sum(x * p))
+    assert abs(forward.mean - mean) < 1e-4 and abs(forward.std - np.sqrt(np.sum((x - mean) ** 2 * p))) < 1e-4
+    with pytest.raises(ValueError, match="none of the 1 starts converged to a finite chi2"):
+        divergences.gaussian_optima_1d("chi2", log_p, g, [1.0], [0.3])
