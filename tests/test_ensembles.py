@@ -23,6 +23,33 @@ def test_dle_stationary_law_matches_the_gaussian_gibbs_law():
     assert abs(x.var() - var) < 5 * var * np.sqrt(2 / n)
 
 
+def test_langevin_variance_inflation_at_a_large_step_is_what_sharpness_documents():
+    """E.sharpness's docstring: at step η on U = λθ²/2 the unadjusted Langevin variance is (1/λ)/(1 − ηλ/2). At
+    ηλ = 1 that is twice the target's; the test tells the two apart by 40 standard errors."""
+    lam, eta, n = 50.0, 0.02, 4000  # ηλ = 1; prior σ0 = 1e3: its pull λ2θ/σ0² is negligible
+    alg = E.ensemble(lambda t: lam * jnp.sum(t**2) / 2, "dle", eta, lam2=1.0, prior_std=1e3)
+    final, _ = run(jax.random.key(0), alg, alg.init(jnp.zeros((n, 1))), 200, trace_fn=lambda s, i: i.loss)
+    predicted = (1 / lam) / (1 - eta * lam / 2)
+    assert abs(float(jnp.var(final.particles)) - predicted) < 4 * predicted * np.sqrt(2 / n)
+    assert float(E.sharpness(lambda t: lam * jnp.sum(t**2) / 2, final.particles[:3])[0]) == pytest.approx(lam)
+
+
+def test_sharpness_is_the_largest_hessian_eigenvalue_of_each_member():
+    """ℓ(θ) = ½ θᵀ A_θ θ + ¼ Σ w⁴ on a two-leaf pytree: the Hessian at θ is A plus diag(3w²) on the w block."""
+    a = jnp.array([[4.0, 1.0, 0.0], [1.0, 3.0, 0.5], [0.0, 0.5, 1.0]])
+
+    def loss(p):
+        flat = jnp.concatenate([p["w"], p["b"]])
+        return 0.5 * flat @ a @ flat + 0.25 * jnp.sum(p["w"] ** 4)
+
+    members = {"w": jnp.array([[0.0, 0.0], [2.0, 0.0], [1.0, -1.0]]), "b": jnp.zeros((3, 1))}
+    expected = [np.linalg.eigvalsh(np.asarray(a) + np.diag(np.r_[3 * np.asarray(w) ** 2, 0.0]))[-1]
+                for w in members["w"]]
+    np.testing.assert_allclose(E.sharpness(loss, members), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="share one leading axis"):
+        E.sharpness(loss, {"w": jnp.zeros((3, 2)), "b": jnp.zeros((2, 1))})
+
+
 def test_dle_with_zero_loss_samples_the_prior_leaf_by_leaf():
     # ℓ = 0: Q* = P, with a different prior standard deviation per leaf of the member pytree.
     prior_std = {"a": 0.5, "b": 2.0}

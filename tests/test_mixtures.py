@@ -100,6 +100,37 @@ def test_ngflow_with_one_particle_is_an_ngvi_step():
     np.testing.assert_allclose(s_flow.precisions[0], s_ref.precision, atol=1e-10)
 
 
+def test_blr_update_is_the_natural_gradient_step_in_natural_parameters():
+    """The Bayesian learning rule as a natural-gradient step, checked independently of its closed form: for a
+    Gaussian q with natural parameters η = (Pm, −P/2) and expectation parameters μ = (m, mmᵀ + Σ), the natural
+    gradient of L = E_q[ℓ] − H(q) in η is the ordinary gradient in μ, so η ← η − β ∇_μ L. L(μ) is written out for
+    a quadratic ℓ = ½(x − a)ᵀA(x − a) and differentiated by jax.grad; `ngvi.blr_update` (without the safeguard)
+    must give the same (m, P). This is what the chapter's K = 1 identity cannot check: ngflow_vi and ngvi share
+    blr_update."""
+    with jax.enable_x64(True):
+        a_mat = jnp.array([[2.0, 0.6], [0.6, 1.0]])
+        a_vec = jnp.array([0.5, -1.0])
+        m = jnp.array([1.0, 2.0])
+        precision = jnp.array([[1.5, -0.3], [-0.3, 0.8]])
+        beta = 0.3
+
+        def objective(mu1, mu2):  # L as a function of the expectation parameters
+            sigma = mu2 - jnp.outer(mu1, mu1)
+            expected_loss = 0.5 * (jnp.trace(a_mat @ sigma) + (mu1 - a_vec) @ a_mat @ (mu1 - a_vec))
+            entropy = 0.5 * jnp.linalg.slogdet(2 * jnp.pi * jnp.e * sigma)[1]
+            return expected_loss - entropy
+
+        mu1, mu2 = m, jnp.outer(m, m) + jnp.linalg.inv(precision)
+        d1, d2 = jax.grad(objective, argnums=(0, 1))(mu1, mu2)
+        d2 = 0.5 * (d2 + d2.T)  # the symmetric part: η₂ is symmetric
+        eta1, eta2 = precision @ m - beta * d1, -0.5 * precision - beta * d2
+        p_new = -2 * eta2
+        m_new = jnp.linalg.solve(p_new, eta1)
+        mean, prec = ngvi.blr_update(m, precision, a_mat @ (m - a_vec), a_mat, beta, safeguard=False)
+        np.testing.assert_allclose(prec, p_new, rtol=1e-12)
+        np.testing.assert_allclose(mean, m_new, rtol=1e-12)
+
+
 def test_ngvi_converges_to_a_gaussian_target():
     target = G.from_covariance(jnp.array([1.0, -2.0]), jnp.array([[1.0, 0.6], [0.6, 0.8]]))
     algorithm = ngvi.ngvi(lambda x: G.log_prob(target, x), 0.2, 5)

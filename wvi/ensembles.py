@@ -527,3 +527,29 @@ def step_terms(loss_fn: Callable, particles, step_size: float, *, lam1: float = 
         sigma = median_bandwidth(x) if bandwidth == "median" else jnp.asarray(bandwidth, x.dtype)
         out["repulsion"] = step_size * lam1 * norm(repulsion(x, jnp.asarray(prior_samples, x.dtype), sigma))
     return out
+
+
+def sharpness(loss_fn: Callable, particles) -> jax.Array:
+    """λ_max(∇²ℓ(θ_i)), the largest eigenvalue of the loss's Hessian at each member θ_i, shape (N,).
+
+    It decides whether a step size η discretises the flow faithfully. Plain gradient descent is stable near θ_i
+    only if η λ_max < 2; and the unadjusted Langevin step θ ← θ − η∇U + √(2η) ξ on a quadratic U = λθ²/2 has the
+    stationary variance ::
+
+        v = 2η / (1 − (1 − ηλ)²) = (1/λ) / (1 − ηλ/2),
+
+    the target's 1/λ inflated by 1/(1 − ηλ/2): by a third at ηλ = 0.5, without bound as ηλ → 2, and along exactly
+    the directions the data pin down hardest. So a Langevin ensemble samples its Gibbs law only where η λ_max ≪ 1
+    (Part IV, "Deep ensembles as Wasserstein gradient flows: regression").
+
+    The Hessian is formed densely (D × D per member, D the parameters of one member): meant for the book's small
+    networks. Args: loss_fn, ℓ of one member's pytree; particles, the members stacked on a leading axis.
+    Returns: the eigenvalues, one per member."""
+    num_particles(particles)
+    member = jax.tree_util.tree_map(lambda x: x[0], particles)
+    _, unravel = ravel_pytree(member)
+
+    def largest(flat):
+        return jnp.linalg.eigvalsh(jax.hessian(lambda v: loss_fn(unravel(v)))(flat))[-1]
+
+    return jax.lax.map(largest, flatten(particles))
