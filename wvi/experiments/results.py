@@ -154,6 +154,11 @@ def _values(pairs: list, label: str, split: str = "test") -> np.ndarray:
     return np.array([barrier(s, label, split) for s in pairs])
 
 
+def _both_splits(runs: list, label: str) -> np.ndarray:
+    """The `label` barriers of every pair of every run in `runs`, train then test (the zero-barrier rule's input)."""
+    return np.concatenate([_values(p, label, split) for p in runs for split in ("train", "test")])
+
+
 def _by_seed(a: list, b: list, label: str, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     """The `label` barriers of two runs' pairs on the seeds both have, in the same order (for paired rules)."""
     seeds_a = {s.record["config"]["seed"]: s for s in a}
@@ -263,9 +268,8 @@ def figure_check(number: int, pairs: list) -> tuple[str, Optional[str]]:
         parts = [f"{p[0].run.name} {_mean_sd(_values(p, 'aligned'))} vs {_mean_sd(_values(p, 'naive'))}" for p in there]
         measured = "aligned vs naive test barrier: " + "; ".join(parts)
         if min(len(p) for p in there) >= MIN_PAIRS:  # every pair, train and test: the rule of the CPU chapters
-            naive, aligned = (np.concatenate([_values(p, label, split) for p in there for split in ("train", "test")])
-                              for label in ("naive", "aligned"))
-            verdicts.append(zero_barrier_verdict(naive, aligned, min_pairs=MIN_PAIRS))
+            verdicts.append(zero_barrier_verdict(*(_both_splits(there, label) for label in ("naive", "aligned")),
+                                                 min_pairs=MIN_PAIRS))
     elif number in (5, 7, 8):
         for preset, group in _by_preset(there).items():
             group = sorted(group, key=lambda p: p[0].record["config"][x])
@@ -333,9 +337,8 @@ def figure_check(number: int, pairs: list) -> tuple[str, Optional[str]]:
         measured = f"aligned LayerNorm {_mean_sd(_values(ln, 'aligned'))} vs FRN {_mean_sd(_values(frn, 'aligned'))}"
         if min(len(ln), len(frn)) >= MIN_PAIRS:
             for run in (frn, ln):  # both can be aligned, train and test, as Fig. 4's rule
-                naive, aligned = (np.concatenate([_values(run, label, split) for split in ("train", "test")])
-                                  for label in ("naive", "aligned"))
-                verdicts.append(zero_barrier_verdict(naive, aligned, min_pairs=MIN_PAIRS))
+                verdicts.append(zero_barrier_verdict(*(_both_splits([run], label) for label in ("naive", "aligned")),
+                                                     min_pairs=MIN_PAIRS))
             verdicts.append(aligned_trend_verdict(_values(frn, "aligned"), _values(ln, "aligned"),
                                                   min_pairs=MIN_PAIRS))
     counts = sorted({len(p) for p in used})
